@@ -1,0 +1,57 @@
+# Two commands matter: `make demo` and `make test`. Everything else is for maintainers.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: demo test test-postgres test-browser lint typecheck format check-migrations coverage bench test-matrix dist clean
+
+$(STAMP): setup.cfg pyproject.toml requirements-dev.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[testing,celery]' -r requirements-dev.txt
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) example_project/demo.py
+
+test: $(STAMP)
+	$(PY) -m pytest --cov --cov-report=term $(PYTEST_ARGS)
+
+test-postgres: $(STAMP)
+	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres} $(PY) -m pytest $(PYTEST_ARGS)
+
+test-browser: $(STAMP)
+	HUBSPOT_REQUIRE_BROWSER=1 $(PY) -m pytest -m browser $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+check-migrations: $(STAMP)
+	$(PY) -m django makemigrations hubspot_connect --check --dry-run --settings=tests.settings
+
+coverage: $(STAMP)
+	$(PY) -m pytest --cov --cov-branch --cov-report=term-missing --cov-fail-under=95 $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(PY) benchmarks/run.py
+
+test-matrix: $(STAMP)
+	$(VENV)/bin/tox run-parallel --parallel auto
+
+dist: $(STAMP)
+	rm -rf dist
+	$(PY) -m build
+	$(VENV)/bin/twine check --strict dist/*
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .tox .mypy_cache .ruff_cache .coverage htmlcov artifacts

@@ -1,0 +1,249 @@
+"""System checks: every missing or wrong setting gets a stable id and a hint."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+from cryptography.fernet import Fernet
+from django.apps import apps
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.utils.module_loading import import_string
+
+from .conf import app_settings
+
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
+
+
+def _is_absolute(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
+@register(Tags.security, Tags.compatibility)
+def check_settings(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> list[CheckMessage]:
+    errors: list[CheckMessage] = []
+    errors += _check_credentials()
+    errors += _check_scopes()
+    errors += _check_urls()
+    errors += _check_encryption_key()
+    errors += _check_installed()
+    errors += _check_numbers()
+    return errors
+
+
+def _check_credentials() -> list[CheckMessage]:
+    errors: list[CheckMessage] = []
+    if not app_settings.CLIENT_ID:
+        errors.append(
+            Error(
+                "HUBSPOT_CLIENT_ID is not set.",
+                hint="Copy the client id from your HubSpot app's Auth settings.",
+                id="hubspot_connect.E001",
+            )
+        )
+    if not app_settings.CLIENT_SECRET:
+        errors.append(
+            Error(
+                "HUBSPOT_CLIENT_SECRET is not set.",
+                hint="Copy the client secret from your HubSpot app's Auth settings; read it "
+                "from the environment, never commit it.",
+                id="hubspot_connect.E002",
+            )
+        )
+    return errors
+
+
+def _check_scopes() -> list[CheckMessage]:
+    raw = getattr(settings, "HUBSPOT_SCOPES", None)
+    scopes = app_settings.SCOPES
+    if not raw or not scopes:
+        return [
+            Error(
+                "HUBSPOT_SCOPES is not set.",
+                hint='List the scopes your app requires, e.g. HUBSPOT_SCOPES = ["oauth", '
+                '"crm.objects.contacts.read"]; they must match the app\'s required scopes.',
+                id="hubspot_connect.E003",
+            )
+        ]
+    errors: list[CheckMessage] = []
+    if "oauth" not in scopes:
+        errors.append(
+            Error(
+                "HUBSPOT_SCOPES does not include 'oauth'.",
+                hint="HubSpot requires the 'oauth' scope for every app that uses OAuth.",
+                id="hubspot_connect.E004",
+            )
+        )
+    overlap = sorted(set(scopes) & set(app_settings.OPTIONAL_SCOPES))
+    if overlap:
+        errors.append(
+            Error(
+                "HUBSPOT_OPTIONAL_SCOPES repeats required scopes: " + ", ".join(overlap) + ".",
+                hint="A scope is either required (HUBSPOT_SCOPES) or optional, not both.",
+                id="hubspot_connect.E005",
+            )
+        )
+    return errors
+
+
+def _check_urls() -> list[CheckMessage]:
+    errors: list[CheckMessage] = []
+    redirect_uri = app_settings.REDIRECT_URI
+    if redirect_uri is None:
+        errors.append(
+            Warning(
+                "HUBSPOT_REDIRECT_URI is not set; it is built from each request's host.",
+                hint="Set it to the exact redirect URL of your HubSpot app (the absolute URL "
+                "of hubspot_connect:callback) so it cannot depend on the Host header.",
+                id="hubspot_connect.W001",
+            )
+        )
+    elif not _is_absolute(redirect_uri):
+        errors.append(
+            Error(
+                "HUBSPOT_REDIRECT_URI must be an absolute http(s) URL.",
+                hint="For example https://example.com/hubspot/callback/.",
+                id="hubspot_connect.E006",
+            )
+        )
+    elif (
+        urlsplit(redirect_uri).scheme != "https"
+        and not settings.DEBUG
+        and urlsplit(redirect_uri).hostname not in LOCAL_HOSTS
+    ):
+        errors.append(
+            Error(
+                "HUBSPOT_REDIRECT_URI must use https outside DEBUG.",
+                hint="HubSpot only allows plain http redirect URLs for localhost.",
+                id="hubspot_connect.E007",
+            )
+        )
+    for name, value in (
+        ("HUBSPOT_AUTHORIZE_URL", app_settings.AUTHORIZE_URL),
+        ("HUBSPOT_API_BASE_URL", app_settings.API_BASE_URL),
+    ):
+        if not _is_absolute(value):
+            errors.append(
+                Error(
+                    f"{name} must be an absolute http(s) URL.",
+                    hint="Leave it unset to use HubSpot's own URL.",
+                    id="hubspot_connect.E014",
+                )
+            )
+    path = app_settings.CONNECT_PERMISSION
+    if path:
+        try:
+            check = import_string(path)
+        except ImportError:
+            check = None
+        if not callable(check):
+            errors.append(
+                Error(
+                    f"HUBSPOT_CONNECT_PERMISSION {path!r} is not an importable callable.",
+                    hint="Give the dotted path of a function taking the request and "
+                    "returning a bool.",
+                    id="hubspot_connect.E013",
+                )
+            )
+    return errors
+
+
+def _check_encryption_key() -> list[CheckMessage]:
+    keys = app_settings.ENCRYPTION_KEYS
+    if not keys:
+        return [
+            Error(
+                "FIELD_ENCRYPTION_KEY is not set; hubspot_connect encrypts tokens with it.",
+                hint="Generate one with `python manage.py generate_encryption_key` and read it "
+                "from the environment. A list of keys is allowed: the first encrypts.",
+                id="hubspot_connect.E008",
+            )
+        ]
+    for index, key in enumerate(keys):
+        try:
+            Fernet(key)
+        except (ValueError, TypeError):
+            return [
+                Error(
+                    f"FIELD_ENCRYPTION_KEY (key {index + 1}) is not a valid Fernet key.",
+                    hint="A Fernet key is 32 random bytes, url-safe base64 encoded (44 "
+                    "characters); `python manage.py generate_encryption_key` makes one.",
+                    id="hubspot_connect.E009",
+                )
+            ]
+    return []
+
+
+def _check_installed() -> list[CheckMessage]:
+    errors: list[CheckMessage] = []
+    middleware = list(getattr(settings, "MIDDLEWARE", []) or [])
+    if not apps.is_installed("django.contrib.sessions") and not any(
+        "SessionMiddleware" in entry for entry in middleware
+    ):
+        errors.append(
+            Error(
+                "django.contrib.sessions is not installed.",
+                hint="The OAuth state is kept in the session: add 'django.contrib.sessions' "
+                "to INSTALLED_APPS and SessionMiddleware to MIDDLEWARE.",
+                id="hubspot_connect.E010",
+            )
+        )
+    elif not any("SessionMiddleware" in entry for entry in middleware):
+        errors.append(
+            Error(
+                "SessionMiddleware is not in MIDDLEWARE.",
+                hint="Add 'django.contrib.sessions.middleware.SessionMiddleware'; the OAuth "
+                "state is kept in the session.",
+                id="hubspot_connect.E010",
+            )
+        )
+    if not apps.is_installed("django.contrib.messages"):
+        errors.append(
+            Error(
+                "django.contrib.messages is not installed.",
+                hint="The callback reports success with a message: add "
+                "'django.contrib.messages' to INSTALLED_APPS and MessageMiddleware to "
+                "MIDDLEWARE.",
+                id="hubspot_connect.E011",
+            )
+        )
+    elif not any("MessageMiddleware" in entry for entry in middleware):
+        errors.append(
+            Error(
+                "MessageMiddleware is not in MIDDLEWARE.",
+                hint="Add 'django.contrib.messages.middleware.MessageMiddleware'.",
+                id="hubspot_connect.E011",
+            )
+        )
+    return errors
+
+
+def _check_numbers() -> list[CheckMessage]:
+    errors: list[CheckMessage] = []
+    for name, default in (
+        ("HUBSPOT_HTTP_TIMEOUT", 10),
+        ("HUBSPOT_STATE_MAX_AGE", 600),
+        ("HUBSPOT_REFRESH_LEASE", 60),
+    ):
+        value = getattr(settings, name, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            errors.append(
+                Error(
+                    f"{name} must be a positive number of seconds.",
+                    hint=f"Remove it to use the default ({default}).",
+                    id="hubspot_connect.E012",
+                )
+            )
+    margin = getattr(settings, "HUBSPOT_REFRESH_MARGIN", 300)
+    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or margin < 0:
+        errors.append(
+            Error(
+                "HUBSPOT_REFRESH_MARGIN must be a number of seconds, zero or more.",
+                hint="Remove it to use the default (300).",
+                id="hubspot_connect.E012",
+            )
+        )
+    return errors

@@ -1,0 +1,104 @@
+"""Every setting of the app, read from ``django.conf.settings`` on each access.
+
+Nothing is cached or written back, so ``override_settings`` works everywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from django.conf import settings
+
+DEFAULT_AUTHORIZE_URL = "https://app.hubspot.com/oauth/authorize"
+DEFAULT_API_BASE_URL = "https://api.hubapi.com"
+DEFAULT_OAUTH_API_VERSION = "2026-03"
+DEFAULT_PERMISSION = "hubspot_connect.add_hubspotconnection"
+
+
+def _scopes(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return value.split()
+    if isinstance(value, Sequence):
+        return [str(scope) for scope in value]
+    return []
+
+
+class Settings:
+    @property
+    def CLIENT_ID(self) -> str:
+        return str(getattr(settings, "HUBSPOT_CLIENT_ID", "") or "")
+
+    @property
+    def CLIENT_SECRET(self) -> str:
+        return str(getattr(settings, "HUBSPOT_CLIENT_SECRET", "") or "")
+
+    @property
+    def SCOPES(self) -> list[str]:
+        return _scopes(getattr(settings, "HUBSPOT_SCOPES", []))
+
+    @property
+    def OPTIONAL_SCOPES(self) -> list[str]:
+        return _scopes(getattr(settings, "HUBSPOT_OPTIONAL_SCOPES", []))
+
+    @property
+    def REDIRECT_URI(self) -> str | None:
+        """``None`` means: build it from the callback URL of the request."""
+        return getattr(settings, "HUBSPOT_REDIRECT_URI", None) or None
+
+    @property
+    def AUTHORIZE_URL(self) -> str:
+        return str(getattr(settings, "HUBSPOT_AUTHORIZE_URL", DEFAULT_AUTHORIZE_URL))
+
+    @property
+    def API_BASE_URL(self) -> str:
+        url = str(getattr(settings, "HUBSPOT_API_BASE_URL", DEFAULT_API_BASE_URL))
+        return url.rstrip("/")
+
+    @property
+    def OAUTH_API_VERSION(self) -> str:
+        return str(getattr(settings, "HUBSPOT_OAUTH_API_VERSION", DEFAULT_OAUTH_API_VERSION))
+
+    @property
+    def HTTP_TIMEOUT(self) -> float:
+        return float(getattr(settings, "HUBSPOT_HTTP_TIMEOUT", 10))
+
+    @property
+    def STATE_MAX_AGE(self) -> int:
+        return int(getattr(settings, "HUBSPOT_STATE_MAX_AGE", 600))
+
+    @property
+    def REFRESH_MARGIN(self) -> int:
+        return int(getattr(settings, "HUBSPOT_REFRESH_MARGIN", 300))
+
+    @property
+    def REFRESH_LEASE(self) -> int:
+        """Seconds a worker may hold a connection while it refreshes it.
+
+        Longer than one HTTP call can take, so a live worker never loses it;
+        short enough that a crashed worker's lease frees the row soon.
+        """
+        default = max(60, int(self.HTTP_TIMEOUT * 3))
+        return int(getattr(settings, "HUBSPOT_REFRESH_LEASE", default))
+
+    @property
+    def CONNECT_PERMISSION(self) -> str | None:
+        """Dotted path to ``callable(request) -> bool``; ``None`` means the model permission."""
+        return getattr(settings, "HUBSPOT_CONNECT_PERMISSION", None) or None
+
+    @property
+    def SUCCESS_URL(self) -> str:
+        """Where the callback sends the user when the flow carried no ``next``."""
+        return str(getattr(settings, "HUBSPOT_SUCCESS_URL", "/"))
+
+    @property
+    def ENCRYPTION_KEYS(self) -> list[str | bytes]:
+        keys = getattr(settings, "FIELD_ENCRYPTION_KEY", None)
+        if not keys:
+            return []
+        if isinstance(keys, (str, bytes)):
+            return [keys]
+        return list(keys)
+
+
+app_settings = Settings()

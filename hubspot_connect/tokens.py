@@ -1,0 +1,703 @@
+"""Token lifecycle: connect, refresh under a lease, read, use, disconnect.
+
+A refresh first *claims* its row with one conditional UPDATE, talks to HubSpot with no
+database transaction open, then stores the new tokens only while it still holds the
+lease. A worker that dies simply lets its lease run out. This works the same on every
+database Django supports, across threads, processes and hosts.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import requests
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser
+from django.db import connections
+from django.db.models import F, Q
+from django.http import HttpRequest
+from django.utils import timezone
+
+from .client import USER_AGENT, HubSpotOAuthClient, TokenInfo, TokenResponse, get_client
+from .conf import app_settings
+from .exceptions import (
+    HubSpotConnectError,
+    HubSpotOAuthError,
+    HubSpotUnavailable,
+    InvalidGrant,
+    NeedsReauth,
+    PortalDisconnected,
+    PortalNotConnected,
+    TokenDecryptionError,
+    UnknownPortal,
+)
+from .models import ACTIVE, DISCONNECTED, NEEDS_REAUTH, HubSpotConnection
+from .signals import (
+    hubspot_connected,
+    hubspot_disconnected,
+    hubspot_needs_reauth,
+    hubspot_tokens_refreshed,
+)
+
+logger = logging.getLogger("hubspot_connect")
+
+PortalRef = int | str | HubSpotConnection
+_HUBLET_PREFIX = re.compile(r"^([a-z]{2,4}\d{1,2})-")
+
+
+# -- connecting ------------------------------------------------------------------------
+
+
+def connect_portal(
+    *,
+    code: str,
+    redirect_uri: str,
+    user: AbstractBaseUser | AnonymousUser | None = None,
+    request: HttpRequest | None = None,
+    client: HubSpotOAuthClient | None = None,
+) -> tuple[HubSpotConnection, bool]:
+    """Exchange an authorization code and store the portal's tokens (create or update)."""
+    client = client or get_client()
+    sent_at = timezone.now()
+    tokens = client.exchange_code(code, redirect_uri=redirect_uri)
+    info: TokenInfo | None
+    try:
+        info = client.introspect(tokens.access_token)
+    except HubSpotConnectError as exc:
+        if tokens.hub_id is None:
+            raise
+        logger.warning("Portal %s connected, but introspection failed: %s", tokens.hub_id, exc)
+        info = None
+    portal_id = tokens.hub_id if tokens.hub_id is not None else (info and info.hub_id)
+    if not portal_id:
+        raise HubSpotUnavailable("HubSpot did not say which portal was connected.")
+    values: dict[str, Any] = {
+        "scopes": list(tokens.scopes or (info.scopes if info else ()) or []),
+        "access_token": tokens.access_token,
+        "refresh_token": tokens.refresh_token,
+        "token_type": tokens.token_type,
+        "expires_at": sent_at + timedelta(seconds=tokens.expires_in),
+        "status": ACTIVE,
+        "refresh_failures": 0,
+        "last_error": "",
+        "last_error_at": None,
+        "lease_expires_at": None,
+    }
+    user_id = tokens.user_id if tokens.user_id is not None else (info and info.user_id)
+    if user_id:
+        values["hubspot_user_id"] = user_id
+    hublet = (info.hublet if info else "") or _hublet_from(tokens)
+    optional = {"hub_domain": info.hub_domain if info else "", "hublet": hublet}
+    optional["hubspot_user_email"] = info.user if info else ""
+    values.update({key: value for key, value in optional.items() if value})
+    if user is not None and user.is_authenticated:
+        values["connected_by"] = user
+    connection, created = HubSpotConnection.objects.update_or_create(
+        portal_id=int(portal_id), defaults=values
+    )
+    logger.info("Portal %s %s", connection.portal_id, "connected" if created else "reconnected")
+    hubspot_connected.send(
+        sender=HubSpotConnection, connection=connection, request=request, created=created
+    )
+    return connection, created
+
+
+def _hublet_from(tokens: TokenResponse) -> str:
+    match = _HUBLET_PREFIX.match(tokens.refresh_token)
+    return match.group(1) if match else ""
+
+
+# -- refreshing one connection ------------------------------------------------------------
+
+
+def _ensure_usable(connection: HubSpotConnection) -> None:
+    if connection.status == NEEDS_REAUTH:
+        raise NeedsReauth(
+            f"Portal {connection.portal_id} needs to be reconnected: HubSpot rejected its "
+            "refresh token.",
+            portal_id=connection.portal_id,
+        )
+    if connection.status == DISCONNECTED:
+        raise PortalDisconnected(
+            f"Portal {connection.portal_id} was disconnected.", portal_id=connection.portal_id
+        )
+
+
+def _copy_row(source: HubSpotConnection, target: HubSpotConnection) -> None:
+    for model_field in HubSpotConnection._meta.concrete_fields:
+        setattr(target, model_field.attname, getattr(source, model_field.attname))
+
+
+def _update(connection: HubSpotConnection, lease: datetime | None, **values: Any) -> bool:
+    """Write ``values`` (and ``updated_at``) if the row is still under ``lease``."""
+    values["updated_at"] = timezone.now()
+    rows = HubSpotConnection.objects.filter(pk=connection.pk, lease_expires_at=lease)
+    written = rows.update(**values) == 1
+    if written:
+        for name, value in values.items():
+            if not hasattr(value, "resolve_expression"):
+                setattr(connection, name, value)
+    return written
+
+
+def _claim(connection: HubSpotConnection, *, force: bool, within: timedelta) -> datetime | None:
+    now = timezone.now()
+    lease = now + timedelta(seconds=app_settings.REFRESH_LEASE)
+    rows = HubSpotConnection.objects.filter(
+        Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now),
+        pk=connection.pk,
+        status=ACTIVE,
+        # Unchanged since we read it: a row refreshed meanwhile is not refreshed again.
+        updated_at=connection.updated_at,
+    )
+    if not force:
+        rows = rows.filter(Q(expires_at__isnull=True) | Q(expires_at__lte=now + within))
+    if rows.update(lease_expires_at=lease) != 1:
+        return None
+    connection.lease_expires_at = lease
+    return lease
+
+
+def _claim_or_reread(
+    connection: HubSpotConnection, *, force: bool, within: timedelta
+) -> datetime | None:
+    """Claim the row; if that fails, re-read it and claim again only if our copy was stale."""
+    for _ in range(2):
+        lease = _claim(connection, force=force, within=within)
+        if lease is not None:
+            return lease
+        seen_refresh = connection.last_refreshed_at
+        current = HubSpotConnection.objects.filter(pk=connection.pk).first()
+        if current is None:
+            raise UnknownPortal(
+                f"Portal {connection.portal_id} is not connected.", portal_id=connection.portal_id
+            )
+        _copy_row(current, connection)
+        _ensure_usable(connection)
+        now = timezone.now()
+        if connection.lease_expires_at is not None and connection.lease_expires_at >= now:
+            return None  # another worker is refreshing it right now
+        if connection.last_refreshed_at != seen_refresh:
+            return None  # refreshed elsewhere since we read it
+        due = connection.expires_at is None or connection.expires_at <= now + within
+        if not force and not due:
+            return None
+    return None
+
+
+def refresh_connection(
+    connection: HubSpotConnection,
+    force: bool = False,
+    *,
+    within: timedelta | None = None,
+    client: HubSpotOAuthClient | None = None,
+) -> bool:
+    """Refresh ``connection``'s tokens if due (or ``force``), under the refresh lease.
+
+    Returns ``True`` when this call stored new tokens and ``False`` when nothing was
+    due or another worker refreshed (or is refreshing) the row; ``connection`` then
+    holds the row as stored. Raises :class:`InvalidGrant` after marking the row
+    ``needs_reauth``, and :class:`HubSpotUnavailable` or :class:`HubSpotOAuthError`
+    after recording the failure; the stored tokens are untouched in both cases.
+    """
+    _ensure_usable(connection)
+    if within is None:
+        within = timedelta(seconds=app_settings.REFRESH_MARGIN)
+    lease = _claim_or_reread(connection, force=force, within=within)
+    if lease is None:
+        return False
+    client = client or get_client()
+    sent_at = timezone.now()
+    try:
+        refresh_token = connection.refresh_token
+        if not refresh_token:
+            raise InvalidGrant(
+                "No refresh token is stored for this portal.", error="invalid_grant"
+            )
+        tokens = client.refresh(refresh_token)
+    except InvalidGrant as exc:
+        _update(
+            connection,
+            lease,
+            status=NEEDS_REAUTH,
+            lease_expires_at=None,
+            refresh_failures=F("refresh_failures") + 1,
+            last_error=str(exc),
+            last_error_at=timezone.now(),
+        )
+        connection.refresh_failures += 1
+        logger.warning("Portal %s needs re-authorization: %s", connection.portal_id, exc)
+        hubspot_needs_reauth.send(sender=HubSpotConnection, connection=connection, error=exc)
+        raise
+    except (HubSpotUnavailable, HubSpotOAuthError) as exc:
+        _update(
+            connection,
+            lease,
+            lease_expires_at=None,
+            refresh_failures=F("refresh_failures") + 1,
+            last_error=str(exc),
+            last_error_at=timezone.now(),
+        )
+        connection.refresh_failures += 1
+        logger.warning("Refreshing portal %s failed: %s", connection.portal_id, exc)
+        raise
+    except BaseException:
+        _update(connection, lease, lease_expires_at=None)
+        raise
+    values: dict[str, Any] = {
+        "access_token": tokens.access_token,
+        "refresh_token": tokens.refresh_token,
+        "token_type": tokens.token_type,
+        "expires_at": sent_at + timedelta(seconds=tokens.expires_in),
+        "last_refreshed_at": timezone.now(),
+        "refresh_failures": 0,
+        "last_error": "",
+        "lease_expires_at": None,
+    }
+    if tokens.scopes is not None:
+        values["scopes"] = list(tokens.scopes)
+    if not _update(connection, lease, **values):
+        logger.warning(
+            "Portal %s: the refresh lease ran out before the new tokens were stored; "
+            "keeping the tokens another worker stored.",
+            connection.portal_id,
+        )
+        return False
+    logger.debug("Portal %s refreshed", connection.portal_id)
+    hubspot_tokens_refreshed.send(sender=HubSpotConnection, connection=connection)
+    return True
+
+
+# -- reading tokens ------------------------------------------------------------------------
+
+
+def _load(portal: PortalRef) -> HubSpotConnection:
+    if isinstance(portal, HubSpotConnection):
+        return portal
+    try:
+        portal_id = int(portal)
+    except (TypeError, ValueError):
+        raise UnknownPortal(f"{portal!r} is not a HubSpot portal id.") from None
+    connection = HubSpotConnection.objects.filter(portal_id=portal_id).first()
+    if connection is None:
+        raise UnknownPortal(f"Portal {portal_id} is not connected.", portal_id=portal_id)
+    return connection
+
+
+def _fresh(connection: HubSpotConnection, margin: timedelta) -> bool:
+    return bool(
+        connection.access_token
+        and connection.expires_at is not None
+        and connection.expires_at - timezone.now() > margin
+    )
+
+
+def get_access_token(portal: PortalRef) -> str:
+    """A valid access token for ``portal`` (a portal id or a ``HubSpotConnection``).
+
+    One query and no HTTP while the stored token has more than HUBSPOT_REFRESH_MARGIN
+    left; otherwise it refreshes, or waits for the worker that is refreshing. While
+    HubSpot is unavailable the stored token is returned until it expires.
+    """
+    connection = _load(portal)
+    _ensure_usable(connection)
+    margin = timedelta(seconds=app_settings.REFRESH_MARGIN)
+    if _fresh(connection, margin):
+        return connection.access_token
+    deadline = time.monotonic() + app_settings.HTTP_TIMEOUT + 5
+    delay = 0.02
+    while True:
+        try:
+            if refresh_connection(connection, within=margin):
+                return connection.access_token
+        except InvalidGrant as exc:
+            raise NeedsReauth(
+                f"Portal {connection.portal_id} needs to be reconnected: {exc}",
+                portal_id=connection.portal_id,
+            ) from None
+        except (HubSpotUnavailable, HubSpotOAuthError):
+            if not connection.is_expired() and connection.access_token:
+                logger.warning(
+                    "Portal %s: refresh failed; using the stored token until it expires.",
+                    connection.portal_id,
+                )
+                return connection.access_token
+            raise
+        if _fresh(connection, margin):
+            return connection.access_token
+        if time.monotonic() >= deadline:
+            if not connection.is_expired() and connection.access_token:
+                logger.warning(
+                    "Portal %s: another worker is still refreshing; using the stored token.",
+                    connection.portal_id,
+                )
+                return connection.access_token
+            raise HubSpotUnavailable(
+                f"Portal {connection.portal_id}: timed out waiting for another worker "
+                "to refresh the token."
+            )
+        time.sleep(delay)
+        delay = min(delay * 2, 0.5)
+
+
+class HubSpotSession(requests.Session):
+    """A ``requests.Session`` for HubSpot's APIs on behalf of one portal.
+
+    Relative URLs are joined to HUBSPOT_API_BASE_URL; requests to that host carry
+    ``Authorization: Bearer …`` (never requests to any other host); every request has
+    the default timeout; a 401 refreshes the token once and retries once.
+    """
+
+    def __init__(self, connection: HubSpotConnection) -> None:
+        super().__init__()
+        self.connection = connection
+        self.base_url = app_settings.API_BASE_URL
+        self.timeout = app_settings.HTTP_TIMEOUT
+        self.headers["User-Agent"] = USER_AGENT
+
+    def _is_hubspot(self, url: str) -> bool:
+        base, target = urlsplit(self.base_url), urlsplit(url)
+        return (target.scheme, target.netloc) == (base.scheme, base.netloc)
+
+    def request(
+        self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any
+    ) -> requests.Response:
+        url = url.decode() if isinstance(url, bytes) else url
+        if not urlsplit(url).scheme:
+            url = urljoin(self.base_url + "/", url.lstrip("/"))
+        kwargs.setdefault("timeout", self.timeout)
+        if not self._is_hubspot(url):
+            return super().request(method, url, *args, **kwargs)
+        headers: dict[str, str] = dict(kwargs.pop("headers", None) or {})
+        headers["Authorization"] = f"Bearer {get_access_token(self.connection)}"
+        kwargs["headers"] = headers
+        response = super().request(method, url, *args, **kwargs)
+        if response.status_code != 401:
+            return response
+        logger.info("Portal %s: HubSpot answered 401; refreshing once", self.connection.portal_id)
+        if not refresh_connection(self.connection, force=True):
+            get_access_token(self.connection)
+        headers["Authorization"] = f"Bearer {self.connection.access_token}"
+        response.close()
+        return super().request(method, url, *args, **kwargs)
+
+
+def api_session(portal: PortalRef) -> HubSpotSession:
+    """A ``requests.Session`` that calls HubSpot's APIs as ``portal``."""
+    connection = _load(portal)
+    _ensure_usable(connection)
+    return HubSpotSession(connection)
+
+
+# -- disconnecting ---------------------------------------------------------------------------
+
+
+def disconnect_connection(connection: HubSpotConnection, *, revoke: bool = True) -> None:
+    """Revoke at HubSpot (optionally), wipe both tokens, keep the row as ``disconnected``.
+
+    If HubSpot cannot be reached the row is left as it was and :class:`HubSpotUnavailable`
+    propagates, so the revocation can be retried. A token HubSpot no longer knows is
+    simply wiped.
+    """
+    if revoke and connection.refresh_token:
+        try:
+            get_client().revoke(connection.refresh_token)
+        except HubSpotOAuthError as exc:
+            logger.info("Portal %s: HubSpot refused the revocation: %s", connection.portal_id, exc)
+    connection.access_token = ""
+    connection.refresh_token = ""
+    connection.expires_at = None
+    connection.lease_expires_at = None
+    connection.status = DISCONNECTED
+    connection.save(
+        update_fields=[
+            "access_token",
+            "refresh_token",
+            "expires_at",
+            "lease_expires_at",
+            "status",
+            "updated_at",
+        ]
+    )
+    logger.info("Portal %s disconnected", connection.portal_id)
+    hubspot_disconnected.send(sender=HubSpotConnection, connection=connection)
+
+
+# -- refreshing many connections ---------------------------------------------------------------
+
+REFRESHED, SKIPPED, REAUTH, FAILED = "refreshed", "skipped", "needs re-auth", "failed"
+Progress = Callable[[HubSpotConnection | int, str, BaseException | None], None]
+
+
+@dataclass
+class RefreshSummary:
+    """What one batch run did. ``ok`` is false when anything failed or needs re-auth."""
+
+    refreshed: int = 0
+    skipped: int = 0
+    needs_reauth: int = 0
+    failed: int = 0
+    awaiting_reauth: int = 0
+    dry_run: bool = False
+    selected: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, outcome: str) -> None:
+        with self._lock:
+            if outcome == REFRESHED:
+                self.refreshed += 1
+            elif outcome == SKIPPED:
+                self.skipped += 1
+            elif outcome == REAUTH:
+                self.needs_reauth += 1
+            else:
+                self.failed += 1
+
+    @property
+    def done(self) -> int:
+        return self.refreshed + self.skipped + self.needs_reauth + self.failed
+
+    @property
+    def ok(self) -> bool:
+        return not (self.failed or self.needs_reauth)
+
+    def __str__(self) -> str:
+        if self.dry_run:
+            line = f"would refresh {self.selected}"
+        else:
+            line = (
+                f"refreshed {self.refreshed}, skipped {self.skipped} (refreshed elsewhere), "
+                f"needs re-auth {self.needs_reauth}, failed {self.failed}"
+            )
+        return f"{line}; {self.awaiting_reauth} portal(s) await reconnection"
+
+
+def backoff_delay(
+    attempt: int, retry_after: float | None, *, base: float = 1.0, cap: float = 30.0
+) -> float:
+    """Exponential backoff with jitter; never shorter than HubSpot's ``Retry-After``."""
+    delay: float = min(cap, base * (2**attempt)) * random.uniform(0.5, 1.0)
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, 2 * cap))
+    return delay
+
+
+@dataclass
+class _Run:
+    within: timedelta
+    force: bool
+    retries: int
+    backoff_base: float
+    backoff_cap: float
+    sleep: Callable[[float], None]
+    progress: Progress | None
+    summary: RefreshSummary
+
+    def report(
+        self, item: HubSpotConnection | int, outcome: str, error: BaseException | None = None
+    ) -> None:
+        self.summary.add(outcome)
+        if self.progress is not None:
+            self.progress(item, outcome, error)
+
+    def refresh_one(self, connection: HubSpotConnection) -> None:
+        for attempt in range(self.retries + 1):
+            try:
+                refreshed = refresh_connection(connection, force=self.force, within=self.within)
+            except InvalidGrant as exc:
+                return self.report(connection, REAUTH, exc)
+            except PortalNotConnected as exc:
+                return self.report(connection, SKIPPED, exc)
+            except HubSpotUnavailable as exc:
+                if attempt >= self.retries:
+                    return self.report(connection, FAILED, exc)
+                self.sleep(
+                    backoff_delay(
+                        attempt, exc.retry_after, base=self.backoff_base, cap=self.backoff_cap
+                    )
+                )
+                continue
+            except Exception as exc:
+                if not isinstance(exc, HubSpotConnectError):
+                    logger.exception("Portal %s: unexpected error", connection.portal_id)
+                return self.report(connection, FAILED, exc)
+            return self.report(connection, REFRESHED if refreshed else SKIPPED)
+
+    def work(self, items: queue.Queue[HubSpotConnection | None]) -> None:
+        try:
+            while (connection := items.get()) is not None:
+                self.refresh_one(connection)
+        finally:
+            connections.close_all()
+
+
+def _chunks(pks: list[int], size: int) -> Iterator[list[int]]:
+    for start in range(0, len(pks), size):
+        yield pks[start : start + size]
+
+
+def _load_chunk(pks: list[int], run: _Run) -> Iterable[HubSpotConnection]:
+    rows = HubSpotConnection.objects.filter(pk__in=pks).order_by("expires_at", "pk")
+    try:
+        return list(rows)
+    except TokenDecryptionError:
+        pass
+    loaded = []  # one row cannot be decrypted: load one by one to isolate it
+    for pk in pks:
+        try:
+            row = HubSpotConnection.objects.filter(pk=pk).first()
+        except TokenDecryptionError as exc:
+            HubSpotConnection.objects.filter(pk=pk).update(
+                refresh_failures=F("refresh_failures") + 1,
+                last_error=str(exc),
+                last_error_at=timezone.now(),
+            )
+            run.report(pk, FAILED, exc)
+            continue
+        if row is not None:
+            loaded.append(row)
+    return loaded
+
+
+def refresh_expiring_tokens(
+    *,
+    within: timedelta = timedelta(seconds=900),
+    portals: Iterable[int] | None = None,
+    force: bool = False,
+    dry_run: bool = False,
+    concurrency: int = 4,
+    retries: int = 3,
+    backoff_base: float = 1.0,
+    backoff_cap: float = 30.0,
+    chunk_size: int = 200,
+    progress: Progress | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> RefreshSummary:
+    """Refresh every active connection whose token expires within ``within``.
+
+    The function behind ``manage.py refresh_hubspot_tokens`` and the Celery task.
+    Rows are read ``chunk_size`` at a time, so memory stays flat however many portals
+    there are; ``concurrency`` threads refresh, each with its own database connection.
+    Rows another worker (or host) holds or has refreshed are counted as skipped.
+    """
+    rows = HubSpotConnection.objects.active()
+    if portals is not None:
+        rows = rows.filter(portal_id__in=list(portals))
+    if not force:
+        rows = rows.expiring(within)
+    pks = list(rows.order_by("expires_at", "pk").values_list("pk", flat=True))
+    summary = RefreshSummary(dry_run=dry_run, selected=len(pks))
+    summary.awaiting_reauth = HubSpotConnection.objects.needs_reauth().count()
+    run = _Run(within, force, retries, backoff_base, backoff_cap, sleep, progress, summary)
+    if dry_run:
+        if progress is not None:
+            for chunk in _chunks(pks, chunk_size):
+                for connection in HubSpotConnection.objects.filter(pk__in=chunk).defer(
+                    "access_token", "refresh_token"
+                ):
+                    progress(connection, "would refresh", None)
+        return summary
+    if concurrency <= 1:
+        for chunk in _chunks(pks, chunk_size):
+            for connection in _load_chunk(chunk, run):
+                run.refresh_one(connection)
+    else:
+        items: queue.Queue[HubSpotConnection | None] = queue.Queue(maxsize=2 * concurrency)
+        workers = [
+            threading.Thread(target=run.work, args=(items,), name=f"hubspot-refresh-{n}")
+            for n in range(concurrency)
+        ]
+        for worker in workers:
+            worker.start()
+        try:
+            for chunk in _chunks(pks, chunk_size):
+                for connection in _load_chunk(chunk, run):
+                    items.put(connection)
+        finally:
+            for _ in workers:
+                items.put(None)
+            for worker in workers:
+                worker.join()
+    summary.awaiting_reauth = HubSpotConnection.objects.needs_reauth().count()
+    return summary
+
+
+# -- key rotation --------------------------------------------------------------------------------
+
+
+@dataclass
+class RotationResult:
+    rotated: int = 0
+    current: int = 0
+    failed: int = 0
+
+
+def _raw_tokens(pks: list[int]) -> list[tuple[int, str, str]]:
+    """The stored ciphertext of some rows, read past the field's decryption."""
+    meta = HubSpotConnection._meta
+    connection = connections[HubSpotConnection.objects.db]
+    quote = connection.ops.quote_name
+    pk, access, refresh = (
+        quote(meta.get_field(name).column)  # type: ignore[union-attr,arg-type]
+        for name in ("id", "access_token", "refresh_token")
+    )
+    placeholders = ", ".join(["%s"] * len(pks))
+    sql = (
+        f"SELECT {pk}, {access}, {refresh} FROM {quote(meta.db_table)} "  # noqa: S608
+        f"WHERE {pk} IN ({placeholders})"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, pks)
+        return [
+            (int(pk), access or "", refresh or "") for pk, access, refresh in cursor.fetchall()
+        ]
+
+
+def rotate_encryption_key(chunk_size: int = 200) -> RotationResult:
+    """Re-encrypt every connection's tokens with the first key of FIELD_ENCRYPTION_KEY.
+
+    Idempotent: rows whose ciphertext the first key already opens are left alone.
+    """
+    from cryptography.fernet import Fernet, InvalidToken
+
+    from .fields import decrypt, get_fernet
+
+    get_fernet()  # a missing or malformed key fails here, before anything is read
+    first = Fernet(app_settings.ENCRYPTION_KEYS[0])
+
+    def current(value: str) -> bool:
+        try:
+            first.decrypt(value.encode())
+        except InvalidToken:
+            return False
+        return True
+
+    result = RotationResult()
+    pks = list(HubSpotConnection.objects.order_by("pk").values_list("pk", flat=True))
+    for chunk in _chunks(pks, chunk_size):
+        for pk, access, refresh in _raw_tokens(chunk):
+            if all(not value or current(value) for value in (access, refresh)):
+                result.current += 1
+                continue
+            try:
+                values = {
+                    "access_token": decrypt(access) if access else "",
+                    "refresh_token": decrypt(refresh) if refresh else "",
+                }
+            except TokenDecryptionError:
+                logger.error("Connection %s: its tokens decrypt with no configured key", pk)
+                result.failed += 1
+                continue
+            HubSpotConnection.objects.filter(pk=pk).update(**values)
+            result.rotated += 1
+    return result
