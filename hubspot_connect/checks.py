@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -15,6 +16,7 @@ from django.utils.module_loading import import_string
 from .conf import app_settings
 
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
+DATED_VERSION = re.compile(r"\d{4}-\d{2}")
 
 
 def _is_absolute(url: str) -> bool:
@@ -133,6 +135,15 @@ def _check_urls() -> list[CheckMessage]:
                     id="hubspot_connect.E014",
                 )
             )
+    if not DATED_VERSION.fullmatch(app_settings.OAUTH_API_VERSION):
+        errors.append(
+            Error(
+                "HUBSPOT_OAUTH_API_VERSION must be a dated API version such as '2026-03'.",
+                hint="HubSpot retires the v1 OAuth endpoints on 2027-02-16. Remove the "
+                "setting to use 2026-03.",
+                id="hubspot_connect.E015",
+            )
+        )
     path = app_settings.CONNECT_PERMISSION
     if path:
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -83,9 +84,12 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        # "inf" and "nan" parse as floats but are no delay anyone should wait for.
+        return max(0.0, seconds) if math.isfinite(seconds) else None
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
@@ -204,7 +208,8 @@ class HubSpotOAuthClient:
             },
             secrets=(refresh_token,),
         )
-        return self._token_response(body)
+        # RFC 6749 section 6: an answer without a new refresh token keeps the old one valid.
+        return self._token_response(body, current_refresh_token=refresh_token)
 
     def introspect(
         self,
@@ -275,7 +280,10 @@ class HubSpotOAuthClient:
         secrets = (*secrets, self._client_secret)
         started = time.monotonic()
         try:
-            response = self.session.post(url, data=data, timeout=self.timeout)
+            # No redirects: a 307/308 would re-send the secrets in the body to another URL.
+            response = self.session.post(
+                url, data=data, timeout=self.timeout, allow_redirects=False
+            )
         except requests.Timeout:
             logger.warning("POST %s: no answer within %s s", path, self.timeout)
             raise HubSpotUnavailable(
@@ -290,6 +298,12 @@ class HubSpotOAuthClient:
         logger.debug("POST %s -> %s in %.0f ms", path, response.status_code, elapsed_ms)
         if response.status_code >= 400:
             raise self._error(response, path, secrets)
+        if response.status_code >= 300:
+            raise HubSpotUnavailable(
+                f"HubSpot answered POST {path} with a redirect (HTTP {response.status_code}); "
+                "it was not followed.",
+                http_status=response.status_code,
+            )
         if not expect_json:
             return {}
         try:
@@ -350,9 +364,11 @@ class HubSpotOAuthClient:
             http_status=status,
         )
 
-    def _token_response(self, body: dict[str, Any]) -> TokenResponse:
+    def _token_response(
+        self, body: dict[str, Any], *, current_refresh_token: str | None = None
+    ) -> TokenResponse:
         access_token = body.get("access_token")
-        refresh_token = body.get("refresh_token")
+        refresh_token = body.get("refresh_token") or current_refresh_token
         expires_in = _optional_int(body, "expires_in")
         missing = [
             name

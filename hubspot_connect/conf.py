@@ -5,7 +5,6 @@ Nothing is cached or written back, so ``override_settings`` works everywhere.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from django.conf import settings
@@ -19,7 +18,9 @@ DEFAULT_PERMISSION = "hubspot_connect.add_hubspotconnection"
 def _scopes(value: Any) -> list[str]:
     if isinstance(value, str):
         return value.split()
-    if isinstance(value, Sequence):
+    if isinstance(value, (set, frozenset)):
+        return sorted(str(scope) for scope in value)
+    if isinstance(value, (list, tuple)):
         return [str(scope) for scope in value]
     return []
 
@@ -44,7 +45,8 @@ class Settings:
     @property
     def REDIRECT_URI(self) -> str | None:
         """``None`` means: build it from the callback URL of the request."""
-        return getattr(settings, "HUBSPOT_REDIRECT_URI", None) or None
+        value = getattr(settings, "HUBSPOT_REDIRECT_URI", None)
+        return str(value) if value else None
 
     @property
     def AUTHORIZE_URL(self) -> str:
@@ -84,7 +86,8 @@ class Settings:
     @property
     def CONNECT_PERMISSION(self) -> str | None:
         """Dotted path to ``callable(request) -> bool``; ``None`` means the model permission."""
-        return getattr(settings, "HUBSPOT_CONNECT_PERMISSION", None) or None
+        value = getattr(settings, "HUBSPOT_CONNECT_PERMISSION", None)
+        return str(value) if value else None
 
     @property
     def SUCCESS_URL(self) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from django.core.exceptions import ObjectDoesNotExist
+
 
 class HubSpotConnectError(Exception):
     """Base class of every error this app raises on purpose."""
@@ -69,8 +71,8 @@ class PortalNotConnected(HubSpotConnectError):
         self.portal_id = portal_id
 
 
-class UnknownPortal(PortalNotConnected):
-    """No connection was ever made for the portal."""
+class UnknownPortal(PortalNotConnected, ObjectDoesNotExist):
+    """No connection was ever made for the portal (also an ``ObjectDoesNotExist``)."""
 
 
 class PortalDisconnected(PortalNotConnected):

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from django.http import HttpRequest
 from django.utils.crypto import constant_time_compare
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext_lazy as _
 
 from .conf import app_settings
 from .exceptions import StateError
@@ -72,19 +73,21 @@ def consume_state(request: HttpRequest, state: str | None) -> PendingFlow:
     The state is removed whatever the outcome, so it can never be used twice.
     """
     if not state:
-        raise StateError("The callback has no state parameter.")
+        raise StateError(_("The callback has no state parameter."))
     pending = _pending(request)
     match = next((key for key in pending if constant_time_compare(key, state)), None)
     if match is None:
         raise StateError(
-            "The state parameter does not belong to a connection started in this browser "
-            "session, or it was already used."
+            _(
+                "The state parameter does not belong to a connection started in this browser "
+                "session, or it was already used."
+            )
         )
     flow = pending.pop(match)
     request.session[SESSION_KEY] = pending
     created_at = float(flow.get("created_at", 0))  # type: ignore[arg-type]
     if time.time() - created_at > app_settings.STATE_MAX_AGE:
-        raise StateError("The connection attempt took too long and expired.")
+        raise StateError(_("The connection attempt took too long and expired."))
     next_url = flow.get("next")
     return PendingFlow(
         next_url=next_url if isinstance(next_url, str) else None,

@@ -353,10 +353,11 @@ class FakeHubSpot:
         with self.store.transaction() as data:
             for index, stored in enumerate(data.get("faults", [])):
                 if stored["endpoint"] == endpoint:
+                    fault = Fault(**stored)
                     stored["times"] -= 1
                     if stored["times"] <= 0:
                         del data["faults"][index]
-                    return Fault(**stored)
+                    return fault
         return None
 
     def _apply_fault(self, fault: Fault) -> FakeResponse:
@@ -370,7 +371,7 @@ class FakeHubSpot:
             return FakeResponse(200, b'{"access_token": "Cabc", "refresh_tok', _JSON)
         if fault.kind == "non_json":
             return FakeResponse(
-                fault.status if fault.status >= 400 else 502,
+                fault.status if fault.status >= 400 and fault.status != 500 else 502,
                 b"<html><body><h1>502 Bad Gateway</h1></body></html>",
                 {"Content-Type": "text/html"},
             )
@@ -378,6 +379,7 @@ class FakeHubSpot:
             return _json(200, {"token_type": "bearer", "expires_in": self.access_token_lifetime})
         if fault.kind == "invalid_grant":
             return _oauth_error("invalid_grant", "BAD_REFRESH_TOKEN", "missing or unknown token")
+
         extra = {} if fault.retry_after is None else {"Retry-After": f"{fault.retry_after:g}"}
         category = "RATE_LIMITS" if fault.status == 429 else "INTERNAL_ERROR"
         response = _error(fault.status, category, f"Injected HTTP {fault.status}.")
@@ -564,7 +566,8 @@ class FakeHubSpot:
             )
         if "crm.objects.contacts.read" not in grant["scopes"]:
             return _error(403, "MISSING_SCOPES", "This app lacks crm.objects.contacts.read.")
-        limit = max(1, min(100, int(query.get("limit", "10") or 10)))
+        raw_limit = query.get("limit", "10")
+        limit = max(1, min(100, int(raw_limit) if raw_limit.isdigit() else 10))
         people = [("Ada", "Lovelace"), ("Grace", "Hopper"), ("Alan", "Turing")]
         domain = portal.get("hub_domain", "example.com").split(".")[0]
         results = [

@@ -11,10 +11,12 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
 from django.shortcuts import render, resolve_url
 from django.urls import reverse
+from django.utils.decorators import method_decorator
 from django.utils.functional import Promise
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext_lazy as _
 from django.views import View
+from django.views.decorators.cache import never_cache
 
 from .client import get_client
 from .conf import DEFAULT_PERMISSION, app_settings
@@ -41,6 +43,7 @@ def redirect_uri_for(request: HttpRequest) -> str:
     )
 
 
+@method_decorator(never_cache, name="dispatch")
 class ConnectView(View):
     """Start the flow: remember a fresh ``state`` and send the browser to HubSpot."""
 
@@ -60,12 +63,16 @@ class ConnectView(View):
     post = get
 
 
+@method_decorator(never_cache, name="dispatch")
 class CallbackView(View):
     """Finish the flow: check ``state`` first, then exchange the code and store the tokens."""
 
     http_method_names = ["get"]
 
     def get(self, request: HttpRequest) -> HttpResponseBase:
+        if not has_connect_permission(request):
+            # No login redirect: it would carry the code into the login page's ``next``.
+            raise PermissionDenied(_("You may not connect HubSpot portals."))
         params: dict[str, str] = {}
         for name in ("state", "code", "error", "error_description"):
             values = request.GET.getlist(name)

@@ -1,0 +1,203 @@
+"""The OAuth state: random, bound to one session, single use, short lived, several at once."""
+
+from __future__ import annotations
+
+import base64
+import re
+from types import SimpleNamespace
+
+import pytest
+from django.contrib.sessions.backends.db import SessionStore
+from django.http import HttpRequest
+from django.test import RequestFactory, override_settings
+
+from hubspot_connect import state as state_module
+from hubspot_connect.exceptions import StateError
+from hubspot_connect.state import (
+    MAX_PENDING,
+    SESSION_KEY,
+    PendingFlow,
+    consume_state,
+    issue_state,
+    safe_next_url,
+)
+
+pytestmark = pytest.mark.django_db
+REDIRECT = "https://testserver/hubspot/callback/"
+
+
+class Clock:
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self.now = now
+
+    def time(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    """Controls the clock the state module reads (only that module's ``time``)."""
+    fake = Clock()
+    monkeypatch.setattr(state_module, "time", SimpleNamespace(time=fake.time))
+    return fake
+
+
+def make_request(session: SessionStore | None = None, *, secure: bool = False) -> HttpRequest:
+    request = RequestFactory().get("/hubspot/connect/", secure=secure)
+    request.session = session if session is not None else SessionStore()
+    return request
+
+
+def test_state_is_256_bit_url_safe_and_unique():
+    request = make_request()
+    states = {issue_state(request, redirect_uri=REDIRECT) for _ in range(MAX_PENDING)}
+    assert len(states) == MAX_PENDING
+    for value in states:
+        assert re.fullmatch(r"[A-Za-z0-9_-]{43}", value)
+        assert len(base64.urlsafe_b64decode(value + "=")) == 32
+
+
+def test_a_flow_returns_its_next_url_and_redirect_uri(clock):
+    request = make_request()
+    value = issue_state(request, redirect_uri=REDIRECT, next_url="/reports/?tab=hubspot")
+    assert consume_state(request, value) == PendingFlow(
+        next_url="/reports/?tab=hubspot", redirect_uri=REDIRECT, created_at=clock.now
+    )
+
+
+def test_two_tabs_both_complete_in_any_order():
+    request = make_request()
+    first = issue_state(request, redirect_uri=REDIRECT, next_url="/one/")
+    second = issue_state(request, redirect_uri="https://other.example/cb/", next_url="/two/")
+    assert consume_state(request, second).next_url == "/two/"
+    flow = consume_state(request, first)
+    assert (flow.next_url, flow.redirect_uri) == ("/one/", REDIRECT)
+
+
+def test_pending_flows_survive_a_session_round_trip():
+    session = SessionStore()
+    value = issue_state(make_request(session), redirect_uri=REDIRECT, next_url="/x/")
+    session.save()
+    reloaded = SessionStore(session_key=session.session_key)
+    assert consume_state(make_request(reloaded), value).next_url == "/x/"
+
+
+def test_a_state_is_single_use():
+    request = make_request()
+    value = issue_state(request, redirect_uri=REDIRECT)
+    consume_state(request, value)
+    with pytest.raises(StateError, match="already used"):
+        consume_state(request, value)
+
+
+@pytest.mark.parametrize("value", [None, ""])
+def test_a_missing_state_is_refused(value):
+    request = make_request()
+    issue_state(request, redirect_uri=REDIRECT)
+    with pytest.raises(StateError, match="no state parameter"):
+        consume_state(request, value)
+    assert len(request.session[SESSION_KEY]) == 1  # the pending flow is untouched
+
+
+def test_an_unknown_or_altered_state_is_refused():
+    request = make_request()
+    value = issue_state(request, redirect_uri=REDIRECT)
+    for forged in (value[:-1], value + "A", value.upper(), "x" * 43):
+        with pytest.raises(StateError):
+            consume_state(request, forged)
+    assert consume_state(request, value).redirect_uri == REDIRECT
+
+
+def test_a_state_from_another_session_is_refused():
+    mine, theirs = make_request(), make_request()
+    value = issue_state(theirs, redirect_uri=REDIRECT)
+    with pytest.raises(StateError, match="browser session"):
+        consume_state(mine, value)
+    assert consume_state(theirs, value).redirect_uri == REDIRECT
+
+
+@override_settings(HUBSPOT_STATE_MAX_AGE=60)
+def test_a_state_expires_after_state_max_age(clock):
+    request = make_request()
+    on_time = issue_state(request, redirect_uri=REDIRECT)
+    late = issue_state(request, redirect_uri=REDIRECT)
+    clock.now += 60
+    assert consume_state(request, on_time).redirect_uri == REDIRECT
+    clock.now += 1
+    with pytest.raises(StateError, match="expired"):
+        consume_state(request, late)
+    # An expired state is gone too: it cannot be retried.
+    clock.now -= 61
+    with pytest.raises(StateError, match="already used"):
+        consume_state(request, late)
+
+
+@override_settings(HUBSPOT_STATE_MAX_AGE=60)
+def test_issuing_prunes_expired_flows(clock):
+    request = make_request()
+    old = issue_state(request, redirect_uri=REDIRECT)
+    clock.now += 61
+    fresh = issue_state(request, redirect_uri=REDIRECT)
+    assert set(request.session[SESSION_KEY]) == {fresh}
+    with pytest.raises(StateError):
+        consume_state(request, old)
+
+
+def test_the_oldest_pending_flow_is_dropped_past_max_pending(clock):
+    request = make_request()
+    issued = []
+    for _ in range(MAX_PENDING + 1):
+        issued.append(issue_state(request, redirect_uri=REDIRECT))
+        clock.now += 1
+    assert len(request.session[SESSION_KEY]) == MAX_PENDING
+    with pytest.raises(StateError):
+        consume_state(request, issued[0])
+    for value in issued[1:]:
+        consume_state(request, value)
+
+
+def test_a_damaged_session_entry_counts_as_no_pending_flow():
+    request = make_request()
+    request.session[SESSION_KEY] = ["not", "a", "dict"]
+    with pytest.raises(StateError):
+        consume_state(request, "anything")
+    value = issue_state(request, redirect_uri=REDIRECT)
+    assert set(request.session[SESSION_KEY]) == {value}
+
+
+@pytest.mark.parametrize(
+    "next_url",
+    [
+        "https://evil.example/steal",
+        "//evil.example",
+        "//evil.example/path",
+        "https:evil.example",
+        "http:/evil.example",
+        "javascript:alert(1)",
+        "JavaScript:alert(1)",
+        "data:text/html,<script>alert(1)</script>",
+        "\\\\evil.example",
+        "/\\evil.example",
+        "https://testserver.evil.example/",
+        "ftp://testserver/x",
+    ],
+)
+def test_off_site_next_urls_are_dropped(next_url):
+    request = make_request()
+    value = issue_state(request, redirect_uri=REDIRECT, next_url=next_url)
+    assert consume_state(request, value).next_url is None
+
+
+@pytest.mark.parametrize(
+    ("next_url", "secure", "expected"),
+    [
+        ("/dashboard/?tab=hubspot", False, "/dashboard/?tab=hubspot"),
+        ("http://testserver/x/", False, "http://testserver/x/"),
+        ("https://testserver/x/", True, "https://testserver/x/"),
+        ("http://testserver/x/", True, None),  # no downgrade from https
+        ("", False, None),
+        (None, False, None),
+    ],
+)
+def test_safe_next_url(next_url, secure, expected):
+    assert safe_next_url(make_request(secure=secure), next_url) == expected

@@ -1,0 +1,308 @@
+"""FakeHubSpot: the behaviours the rest of the suite relies on."""
+
+from __future__ import annotations
+
+import time
+from urllib.parse import parse_qsl, urlsplit
+
+import pytest
+import requests
+
+from hubspot_connect.client import HubSpotOAuthClient
+from hubspot_connect.exceptions import (
+    HubSpotOAuthError,
+    HubSpotUnavailable,
+    InvalidClient,
+    InvalidGrant,
+)
+from hubspot_connect.testing import FakeHubSpot, Fault
+
+REDIRECT = "https://testserver/hubspot/callback/"
+API = "https://api.hubapi.com"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def fake(clock: Clock):
+    with FakeHubSpot(clock=clock) as hubspot:
+        yield hubspot
+
+
+@pytest.fixture
+def oauth() -> HubSpotOAuthClient:
+    return HubSpotOAuthClient()
+
+
+def code_for(fake: FakeHubSpot, oauth: HubSpotOAuthClient, portal_id: int = 12345678) -> str:
+    authorize = oauth.authorization_url(redirect_uri=REDIRECT, state="s")
+    return dict(parse_qsl(urlsplit(fake.approve(authorize, portal_id=portal_id)).query))["code"]
+
+
+def test_fake_uses_the_sites_credentials(fake):
+    assert fake.client_id == "test-client-id"
+    assert fake.client_secret == "test-client-secret-8d1f0c"
+
+
+def test_consent_keeps_state_and_redirect(fake, oauth):
+    authorize = oauth.authorization_url(redirect_uri=REDIRECT + "?x=1", state="abc")
+    approved = fake.approve(authorize)
+    assert approved.startswith(REDIRECT + "?x=1&code=na1-")
+    assert dict(parse_qsl(urlsplit(approved).query))["state"] == "abc"
+    declined = dict(parse_qsl(urlsplit(fake.decline(authorize)).query))
+    assert declined["error"] == "access_denied"
+    assert declined["state"] == "abc"
+    assert "code" not in declined
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"client_id": "someone-else"}, "client_id"),
+        ({"redirect_uri": "/relative/"}, "redirect_uri"),
+        ({"scope": "crm.objects.contacts.read"}, "oauth"),
+    ],
+)
+def test_consent_refuses_bad_authorize_urls(fake, change, message):
+    params = {"client_id": fake.client_id, "redirect_uri": REDIRECT, "scope": "oauth", **change}
+    url = "https://app.hubspot.com/oauth/authorize?" + "&".join(
+        f"{k}={v}" for k, v in params.items()
+    )
+    with pytest.raises(ValueError, match=message):
+        fake.consent(url)
+
+
+def test_consent_refuses_unknown_portals(fake, oauth):
+    with pytest.raises(ValueError, match="Portal 1"):
+        fake.approve(oauth.authorization_url(redirect_uri=REDIRECT, state="s"), portal_id=1)
+
+
+def test_codes_are_single_use(fake, oauth):
+    code = code_for(fake, oauth)
+    tokens = oauth.exchange_code(code, redirect_uri=REDIRECT)
+    assert tokens.hub_id == 12345678
+    with pytest.raises(InvalidGrant) as caught:
+        oauth.exchange_code(code, redirect_uri=REDIRECT)
+    assert caught.value.status == "BAD_AUTH_CODE"
+
+
+def test_codes_expire(fake, oauth, clock):
+    code = code_for(fake, oauth)
+    clock.now += fake.code_lifetime + 1
+    with pytest.raises(InvalidGrant) as caught:
+        oauth.exchange_code(code, redirect_uri=REDIRECT)
+    assert caught.value.status == "EXPIRED_AUTH_CODE"
+
+
+def test_redirect_uri_must_match(fake, oauth):
+    code = code_for(fake, oauth)
+    with pytest.raises(InvalidGrant) as caught:
+        oauth.exchange_code(code, redirect_uri="https://other.example/cb/")
+    assert caught.value.status == "MISMATCH_REDIRECT_URI_AUTH_CODE"
+
+
+def test_wrong_client_credentials_are_refused(fake):
+    bad = HubSpotOAuthClient(client_secret="wrong")
+    with pytest.raises(InvalidClient) as caught:
+        bad.refresh("anything")
+    assert caught.value.status == "BAD_CLIENT_SECRET"
+    with pytest.raises(InvalidClient):
+        HubSpotOAuthClient(client_id="nobody").introspect("x")
+
+
+def test_secrets_in_the_query_string_and_json_bodies_are_refused(fake):
+    answer = requests.post(
+        f"{API}/oauth/2026-03/token?client_secret=x", data={"a": "b"}, timeout=1
+    )
+    assert answer.status_code == 400
+    answer = requests.post(f"{API}/oauth/2026-03/token", json={"grant_type": "x"}, timeout=1)
+    assert answer.status_code == 400
+    assert "x-www-form-urlencoded" in answer.json()["message"]
+
+
+def test_refresh_counts_and_keeps_or_rotates_the_refresh_token(fake, oauth):
+    issued = fake.issue_tokens(12345678)
+    first = oauth.refresh(issued["refresh_token"])
+    assert first.refresh_token == issued["refresh_token"]
+    assert first.access_token != issued["access_token"]
+    oauth.refresh(issued["refresh_token"])
+    assert fake.refresh_calls(issued["refresh_token"]) == 2
+    assert fake.refresh_calls() == 2
+    assert fake.refresh_calls_by_token() == {issued["refresh_token"]: 2}
+    fake.rotate_refresh_tokens = True
+    rotated = oauth.refresh(issued["refresh_token"])
+    assert rotated.refresh_token != issued["refresh_token"]
+    assert not fake.is_live_refresh_token(issued["refresh_token"])
+    with pytest.raises(InvalidGrant):
+        oauth.refresh(issued["refresh_token"])
+
+
+def test_revoke_ends_refresh_and_access(fake, oauth):
+    issued = fake.issue_tokens(12345678)
+    oauth.revoke(issued["refresh_token"])
+    assert not fake.is_live_refresh_token(issued["refresh_token"])
+    assert oauth.introspect(issued["access_token"]).active is False
+    with pytest.raises(InvalidGrant) as caught:
+        oauth.refresh(issued["refresh_token"])
+    assert caught.value.status == "BAD_REFRESH_TOKEN"
+    oauth.revoke("never-issued")  # HubSpot answers an unknown token without error
+
+
+def test_revoke_all_is_an_uninstall(fake, oauth):
+    one = fake.issue_tokens(12345678)
+    other = fake.issue_tokens(87654321)
+    fake.revoke_all(12345678)
+    assert not fake.is_live_refresh_token(one["refresh_token"])
+    assert fake.is_live_refresh_token(other["refresh_token"])
+
+
+def test_introspect_access_and_refresh_tokens(fake, oauth, clock):
+    issued = fake.issue_tokens(87654321, ["oauth", "tickets"])
+    access = oauth.introspect(issued["access_token"])
+    assert (access.active, access.hub_id, access.hublet, access.token_use) == (
+        True,
+        87654321,
+        "eu1",
+        "access_token",
+    )
+    assert access.expires_in == 1800
+    assert access.scopes == ("oauth", "tickets")
+    assert access.hub_domain == "acme-europe.hubspot.com"
+    refresh = oauth.introspect(issued["refresh_token"], token_type_hint="refresh_token")
+    assert (refresh.active, refresh.token_use, refresh.expires_in) == (True, "refresh_token", None)
+    clock.now += 1801
+    assert oauth.introspect(issued["access_token"]).active is False
+    assert oauth.introspect("unknown").active is False
+
+
+def test_token_metadata_can_be_left_out(clock):
+    with FakeHubSpot(include_token_metadata=False, clock=clock) as fake:
+        issued = fake.issue_tokens(12345678)
+    assert not {"hub_id", "scopes", "user_id"} & set(issued)
+
+
+def test_api_endpoints_check_the_bearer_token(fake, clock):
+    issued = fake.issue_tokens(12345678, ["oauth", "crm.objects.contacts.read"])
+    headers = {"Authorization": f"Bearer {issued['access_token']}"}
+    details = requests.get(f"{API}/account-info/v3/details", headers=headers, timeout=1)
+    assert details.status_code == 200
+    assert details.json()["portalId"] == 12345678
+    contacts = requests.get(f"{API}/crm/v3/objects/contacts?limit=2", headers=headers, timeout=1)
+    assert len(contacts.json()["results"]) == 2
+    assert requests.get(f"{API}/account-info/v3/details", timeout=1).status_code == 401
+    clock.now += 1800
+    expired = requests.get(f"{API}/account-info/v3/details", headers=headers, timeout=1)
+    assert expired.status_code == 401
+    assert expired.json()["category"] == "EXPIRED_AUTHENTICATION"
+
+
+def test_expire_access_tokens(fake, oauth):
+    issued = fake.issue_tokens(12345678)
+    fake.expire_access_tokens()
+    assert oauth.introspect(issued["access_token"]).active is False
+
+
+def test_api_needs_the_contacts_scope(fake):
+    issued = fake.issue_tokens(12345678, ["oauth"])
+    headers = {"Authorization": f"Bearer {issued['access_token']}"}
+    answer = requests.get(f"{API}/crm/v3/objects/contacts", headers=headers, timeout=1)
+    assert answer.status_code == 403
+
+
+def test_unknown_paths_answer_404_and_are_recorded(fake):
+    answer = requests.post(f"{API}/oauth/v1/token", data={"a": "b"}, timeout=1)
+    assert answer.status_code == 404
+    assert fake.requests == [("POST", "/oauth/v1/token", {"a": "b"})]
+
+
+@pytest.mark.parametrize(
+    ("fault", "error", "check"),
+    [
+        ({"kind": "status", "status": 503}, HubSpotUnavailable, lambda e: e.http_status == 503),
+        (
+            {"kind": "status", "status": 429, "retry_after": 7},
+            HubSpotUnavailable,
+            lambda e: e.retry_after == 7,
+        ),
+        ({"kind": "status", "status": 403}, HubSpotOAuthError, lambda e: e.http_status == 403),
+        ({"kind": "timeout"}, HubSpotUnavailable, lambda e: "within" in str(e)),
+        ({"kind": "reset"}, HubSpotUnavailable, lambda e: "ConnectionError" in str(e)),
+        ({"kind": "truncated"}, HubSpotUnavailable, lambda e: e.http_status == 200),
+        ({"kind": "non_json"}, HubSpotUnavailable, lambda e: e.http_status == 502),
+        ({"kind": "missing_fields"}, HubSpotUnavailable, lambda e: "lacks" in str(e)),
+        ({"kind": "invalid_grant"}, InvalidGrant, lambda e: e.status == "BAD_REFRESH_TOKEN"),
+    ],
+)
+def test_fault_kinds(fake, oauth, fault, error, check):
+    issued = fake.issue_tokens(12345678)
+    fake.fail(**fault)
+    with pytest.raises(error) as caught:
+        oauth.refresh(issued["refresh_token"])
+    assert check(caught.value)
+    # One failure only: the next call succeeds.
+    assert oauth.refresh(issued["refresh_token"]).access_token
+
+
+def test_faults_target_one_endpoint_and_can_repeat(fake, oauth):
+    issued = fake.issue_tokens(12345678)
+    fake.fail("status", status=500, endpoint="introspect", times=2)
+    assert oauth.refresh(issued["refresh_token"]).access_token
+    for _ in range(2):
+        with pytest.raises(HubSpotUnavailable):
+            oauth.introspect(issued["access_token"])
+    assert oauth.introspect(issued["access_token"]).active
+
+
+def test_fault_plan_and_unknown_kinds(fake, oauth):
+    issued = fake.issue_tokens(12345678)
+    fake.fault_plan = lambda endpoint: Fault("timeout") if endpoint == "token" else None
+    with pytest.raises(HubSpotUnavailable):
+        oauth.refresh(issued["refresh_token"])
+    assert oauth.introspect(issued["access_token"]).active
+    with pytest.raises(ValueError, match="Unknown fault kind"):
+        fake.fail("explode")
+
+
+def test_latency_and_fault_delay_slow_the_answer(oauth):
+    with FakeHubSpot(latency=0.05) as fake:
+        issued = fake.issue_tokens(12345678)
+        fake.fail("status", status=500, delay=0.05)
+        started = time.monotonic()
+        with pytest.raises(HubSpotUnavailable):
+            oauth.refresh(issued["refresh_token"])
+        assert time.monotonic() - started >= 0.1
+
+
+def test_reset_forgets_everything(fake, oauth):
+    issued = fake.issue_tokens(12345678)
+    oauth.refresh(issued["refresh_token"])
+    fake.reset()
+    assert fake.requests == []
+    assert fake.refresh_calls() == 0
+    assert not fake.is_issued_access_token(issued["access_token"])
+    assert fake.access_token_portal(issued["access_token"]) is None
+
+
+def test_lookups(fake):
+    issued = fake.issue_tokens(87654321)
+    assert fake.access_token_portal(issued["access_token"]) == 87654321
+    assert fake.refresh_token_portal(issued["refresh_token"]) == 87654321
+    assert fake.refresh_token_portal("nope") is None
+    assert 100 <= len(issued["access_token"]) <= 300
+
+
+def test_fixture_routes_requests(fake_hubspot):
+    assert isinstance(fake_hubspot, FakeHubSpot)
+    issued = fake_hubspot.issue_tokens(12345678)
+    assert HubSpotOAuthClient().introspect(issued["access_token"]).hub_id == 12345678
