@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-postgres test-browser lint typecheck format check-migrations coverage bench test-matrix dist clean
+.PHONY: demo test test-postgres test-browser lint typecheck format check-migrations bench test-matrix dist clean
 
 $(STAMP): setup.cfg pyproject.toml requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,7 +17,7 @@ demo: $(STAMP)
 	$(PY) example_project/demo.py
 
 test: $(STAMP)
-	$(PY) -m pytest --cov --cov-report=term $(PYTEST_ARGS)
+	$(PY) -m pytest --cov --cov-branch --cov-report=term-missing:skip-covered --cov-fail-under=95 $(PYTEST_ARGS)
 
 test-postgres: $(STAMP)
 	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres} $(PY) -m pytest $(PYTEST_ARGS)
@@ -39,9 +39,6 @@ typecheck: $(STAMP)
 check-migrations: $(STAMP)
 	$(PY) -m django makemigrations hubspot_connect --check --dry-run --settings=tests.settings
 
-coverage: $(STAMP)
-	$(PY) -m pytest --cov --cov-branch --cov-report=term-missing --cov-fail-under=95 $(PYTEST_ARGS)
-
 bench: $(STAMP)
 	$(PY) benchmarks/run.py
 
@@ -54,4 +51,4 @@ dist: $(STAMP)
 	$(VENV)/bin/twine check --strict dist/*
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .tox .mypy_cache .ruff_cache .coverage htmlcov artifacts
+	rm -rf $(VENV) build dist *.egg-info .tox .mypy_cache .ruff_cache .coverage htmlcov artifacts example_project/var

@@ -95,6 +95,12 @@ class Settings:
         return str(getattr(settings, "HUBSPOT_SUCCESS_URL", "/"))
 
     @property
+    def FAKE_STORE(self) -> str | None:
+        """JSON file for ``hubspot_connect.fake_server``'s state (development); None: memory."""
+        value = getattr(settings, "HUBSPOT_FAKE_STORE", None)
+        return str(value) if value else None
+
+    @property
     def ENCRYPTION_KEYS(self) -> list[str | bytes]:
         keys = getattr(settings, "FIELD_ENCRYPTION_KEY", None)
         if not keys:

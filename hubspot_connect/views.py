@@ -70,9 +70,6 @@ class CallbackView(View):
     http_method_names = ["get"]
 
     def get(self, request: HttpRequest) -> HttpResponseBase:
-        if not has_connect_permission(request):
-            # No login redirect: it would carry the code into the login page's ``next``.
-            raise PermissionDenied(_("You may not connect HubSpot portals."))
         params: dict[str, str] = {}
         for name in ("state", "code", "error", "error_description"):
             values = request.GET.getlist(name)
@@ -84,6 +81,11 @@ class CallbackView(View):
             flow = consume_state(request, params.get("state"))
         except StateError as exc:
             return self.fail(request, 400, str(exc), title=_("This connection link is not valid"))
+        if not has_connect_permission(request):
+            # Checked again (it may have been revoked while the user was at HubSpot), after
+            # the state so a forged callback is a 400 for everyone. No login redirect: it
+            # would carry the code into the login page's ``next``.
+            raise PermissionDenied(_("You may not connect HubSpot portals."))
         if "error" in params:
             if "code" in params:
                 return self.fail(request, 400, _("The callback carries both a code and an error."))

@@ -560,3 +560,10 @@ def test_no_token_code_or_secret_in_pages_or_logs(connector_client, fake_hubspot
     for text in texts:
         for value in secrets:
             assert value not in text
+
+
+def test_forged_callback_is_a_400_even_for_an_anonymous_user(client) -> None:
+    """A bad state is reported as such for everyone; permission only matters afterwards."""
+    response = client.get("/hubspot/callback/", {"state": "forged", "code": "whatever"})
+    assert response.status_code == 400
+    assert b"not valid" in response.content or b"state" in response.content

@@ -1,0 +1,1 @@
+"""A small site that shows hubspot_connect working, with or without a HubSpot account."""
