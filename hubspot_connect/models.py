@@ -1,12 +1,6 @@
 from __future__ import annotations
 
-import sys
 from datetime import datetime, timedelta
-
-if sys.version_info >= (3, 11):
-    pass
-else:  # pragma: no cover
-    pass
 
 from django.conf import settings
 from django.db import models

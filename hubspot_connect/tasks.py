@@ -22,11 +22,23 @@ from .tokens import refresh_expiring_tokens
 
 @shared_task(name="hubspot_connect.tasks.refresh_hubspot_tokens", ignore_result=False)  # type: ignore[untyped-decorator]
 def refresh_hubspot_tokens(
-    within: int = 900, concurrency: int = 4, portals: list[int] | None = None
+    within: int = 900,
+    concurrency: int = 4,
+    portals: list[int] | None = None,
+    force: bool = False,
+    retries: int = 3,
 ) -> dict[str, Any]:
-    """The same work as ``manage.py refresh_hubspot_tokens``; returns the summary counts."""
+    """The same work as ``manage.py refresh_hubspot_tokens``; returns the summary counts.
+
+    Failures do not make the task fail: they are counted in the result (and logged), and
+    the rows are retried on the next run.
+    """
     summary = refresh_expiring_tokens(
-        within=timedelta(seconds=within), concurrency=concurrency, portals=portals
+        within=timedelta(seconds=within),
+        concurrency=concurrency,
+        portals=portals,
+        force=force,
+        retries=retries,
     )
     return {
         "refreshed": summary.refreshed,
@@ -34,5 +46,6 @@ def refresh_hubspot_tokens(
         "needs_reauth": summary.needs_reauth,
         "failed": summary.failed,
         "awaiting_reauth": summary.awaiting_reauth,
+        "ok": summary.ok,
         "summary": str(summary),
     }

@@ -138,30 +138,47 @@ def _copy_row(source: HubSpotConnection, target: HubSpotConnection) -> None:
         setattr(target, model_field.attname, getattr(source, model_field.attname))
 
 
-def _update(connection: HubSpotConnection, lease: datetime | None, **values: Any) -> bool:
-    """Write ``values`` (and ``updated_at``) if the row is still under ``lease``."""
+def _due(connection: HubSpotConnection, within: timedelta, now: datetime) -> bool:
+    return connection.expires_at is None or connection.expires_at <= now + within
+
+
+def _update(connection: HubSpotConnection, lease: datetime, **values: Any) -> bool:
+    """Write ``values`` (and ``updated_at``) only while the row is still under ``lease``."""
     values["updated_at"] = timezone.now()
     rows = HubSpotConnection.objects.filter(pk=connection.pk, lease_expires_at=lease)
-    written = rows.update(**values) == 1
-    if written:
-        for name, value in values.items():
-            if not hasattr(value, "resolve_expression"):
-                setattr(connection, name, value)
-    return written
+    if rows.update(**values) != 1:
+        return False
+    for name, value in values.items():
+        setattr(connection, name, value)
+    return True
 
 
-def _claim(connection: HubSpotConnection, *, force: bool, within: timedelta) -> datetime | None:
+def _reread(connection: HubSpotConnection) -> None:
+    try:
+        # get() rather than first(): no ORDER BY on this hot path.
+        current = HubSpotConnection.objects.get(pk=connection.pk)
+    except HubSpotConnection.DoesNotExist:
+        raise UnknownPortal(
+            f"Portal {connection.portal_id} is not connected.", portal_id=connection.portal_id
+        ) from None
+    _copy_row(current, connection)
+
+
+def _claim(connection: HubSpotConnection) -> datetime | None:
+    """Take the refresh lease with one conditional UPDATE; ``None`` if someone else has it.
+
+    ``updated_at`` unchanged means the row is exactly our copy, so the caller's check of
+    our copy's expiry holds for the row too: a row refreshed (or reconnected) since we
+    read it is never refreshed again.
+    """
     now = timezone.now()
     lease = now + timedelta(seconds=app_settings.REFRESH_LEASE)
     rows = HubSpotConnection.objects.filter(
         Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now),
         pk=connection.pk,
         status=ACTIVE,
-        # Unchanged since we read it: a row refreshed meanwhile is not refreshed again.
         updated_at=connection.updated_at,
     )
-    if not force:
-        rows = rows.filter(Q(expires_at__isnull=True) | Q(expires_at__lte=now + within))
     if rows.update(lease_expires_at=lease) != 1:
         return None
     connection.lease_expires_at = lease
@@ -172,27 +189,32 @@ def _claim_or_reread(
     connection: HubSpotConnection, *, force: bool, within: timedelta
 ) -> datetime | None:
     """Claim the row; if that fails, re-read it and claim again only if our copy was stale."""
-    for _ in range(2):
-        lease = _claim(connection, force=force, within=within)
-        if lease is not None:
-            return lease
-        seen_refresh = connection.last_refreshed_at
-        current = HubSpotConnection.objects.filter(pk=connection.pk).first()
-        if current is None:
-            raise UnknownPortal(
-                f"Portal {connection.portal_id} is not connected.", portal_id=connection.portal_id
-            )
-        _copy_row(current, connection)
-        _ensure_usable(connection)
-        now = timezone.now()
-        if connection.lease_expires_at is not None and connection.lease_expires_at >= now:
-            return None  # another worker is refreshing it right now
-        if connection.last_refreshed_at != seen_refresh:
-            return None  # refreshed elsewhere since we read it
-        due = connection.expires_at is None or connection.expires_at <= now + within
-        if not force and not due:
-            return None
-    return None
+    seen_refresh = connection.last_refreshed_at
+    lease = _claim(connection)
+    if lease is not None:
+        return lease
+    _reread(connection)
+    _ensure_usable(connection)
+    now = timezone.now()
+    if connection.lease_expires_at is not None and connection.lease_expires_at >= now:
+        return None  # another worker is refreshing it right now
+    if connection.last_refreshed_at != seen_refresh:
+        return None  # refreshed elsewhere since we read it
+    if not force and not _due(connection, within, now):
+        return None  # reconnected meanwhile, with fresh tokens
+    # Our copy was only out of date (another change, or a lease that ran out): retry once.
+    return _claim(connection)
+
+
+def _lost_lease(connection: HubSpotConnection) -> bool:
+    """Our lease ran out during the HTTP call and another worker took the row over."""
+    logger.warning(
+        "Portal %s: the refresh lease ran out during the call to HubSpot; keeping what "
+        "the worker that took over stored (raise HUBSPOT_REFRESH_LEASE if this recurs).",
+        connection.portal_id,
+    )
+    _reread(connection)
+    return False
 
 
 def refresh_connection(
@@ -213,43 +235,36 @@ def refresh_connection(
     _ensure_usable(connection)
     if within is None:
         within = timedelta(seconds=app_settings.REFRESH_MARGIN)
+    if not force and not _due(connection, within, timezone.now()):
+        return False  # expiry only ever moves later, so the stored row is not due either
     lease = _claim_or_reread(connection, force=force, within=within)
     if lease is None:
         return False
     client = client or get_client()
     sent_at = timezone.now()
     try:
-        refresh_token = connection.refresh_token
-        if not refresh_token:
+        if not connection.refresh_token:
             raise InvalidGrant(
                 "No refresh token is stored for this portal.", error="invalid_grant"
             )
-        tokens = client.refresh(refresh_token)
-    except InvalidGrant as exc:
-        _update(
-            connection,
-            lease,
-            status=NEEDS_REAUTH,
-            lease_expires_at=None,
-            refresh_failures=F("refresh_failures") + 1,
-            last_error=str(exc),
-            last_error_at=timezone.now(),
-        )
-        connection.refresh_failures += 1
-        logger.warning("Portal %s needs re-authorization: %s", connection.portal_id, exc)
-        hubspot_needs_reauth.send(sender=HubSpotConnection, connection=connection, error=exc)
-        raise
+        tokens = client.refresh(connection.refresh_token)
     except (HubSpotUnavailable, HubSpotOAuthError) as exc:
-        _update(
-            connection,
-            lease,
-            lease_expires_at=None,
-            refresh_failures=F("refresh_failures") + 1,
-            last_error=str(exc),
-            last_error_at=timezone.now(),
-        )
-        connection.refresh_failures += 1
-        logger.warning("Refreshing portal %s failed: %s", connection.portal_id, exc)
+        reauth = isinstance(exc, InvalidGrant)
+        failure: dict[str, Any] = {
+            "lease_expires_at": None,
+            "refresh_failures": connection.refresh_failures + 1,
+            "last_error": str(exc),
+            "last_error_at": timezone.now(),
+        }
+        if reauth:
+            failure["status"] = NEEDS_REAUTH
+        if not _update(connection, lease, **failure):
+            return _lost_lease(connection)
+        if reauth:
+            logger.warning("Portal %s needs re-authorization: %s", connection.portal_id, exc)
+            hubspot_needs_reauth.send(sender=HubSpotConnection, connection=connection, error=exc)
+        else:
+            logger.warning("Refreshing portal %s failed: %s", connection.portal_id, exc)
         raise
     except BaseException:
         _update(connection, lease, lease_expires_at=None)
@@ -267,12 +282,7 @@ def refresh_connection(
     if tokens.scopes is not None:
         values["scopes"] = list(tokens.scopes)
     if not _update(connection, lease, **values):
-        logger.warning(
-            "Portal %s: the refresh lease ran out before the new tokens were stored; "
-            "keeping the tokens another worker stored.",
-            connection.portal_id,
-        )
-        return False
+        return _lost_lease(connection)
     logger.debug("Portal %s refreshed", connection.portal_id)
     hubspot_tokens_refreshed.send(sender=HubSpotConnection, connection=connection)
     return True
@@ -287,11 +297,12 @@ def _load(portal: PortalRef) -> HubSpotConnection:
     try:
         portal_id = int(portal)
     except (TypeError, ValueError):
-        raise UnknownPortal(f"{portal!r} is not a HubSpot portal id.") from None
-    connection = HubSpotConnection.objects.filter(portal_id=portal_id).first()
-    if connection is None:
-        raise UnknownPortal(f"Portal {portal_id} is not connected.", portal_id=portal_id)
-    return connection
+        # The value is not echoed: it could be a token passed by mistake.
+        raise UnknownPortal("That is not a HubSpot portal id (an integer).") from None
+    try:
+        return HubSpotConnection.objects.get(portal_id=portal_id)
+    except HubSpotConnection.DoesNotExist:
+        raise UnknownPortal(f"Portal {portal_id} is not connected.", portal_id=portal_id) from None
 
 
 def _fresh(connection: HubSpotConnection, margin: timedelta) -> bool:
@@ -302,60 +313,102 @@ def _fresh(connection: HubSpotConnection, margin: timedelta) -> bool:
     )
 
 
+def _usable(connection: HubSpotConnection) -> bool:
+    return bool(connection.access_token) and not connection.is_expired()
+
+
+def _stored_token(connection: HubSpotConnection, why: str) -> str | None:
+    if not _usable(connection):
+        return None
+    logger.warning(
+        "Portal %s: %s; using the stored token until it expires at %s.",
+        connection.portal_id,
+        why,
+        connection.expires_at,
+    )
+    return connection.access_token
+
+
+def _leased(connection: HubSpotConnection) -> bool:
+    lease = connection.lease_expires_at
+    return lease is not None and lease >= timezone.now()
+
+
+def _refresh_or_wait(connection: HubSpotConnection, margin: timedelta, *, force: bool) -> str:
+    """Refresh, or wait (bounded, short sleeps) for the worker that holds the lease."""
+    seen_refresh, seen_error = connection.last_refreshed_at, connection.last_error_at
+    # Waiting longer than a lease is pointless (it would be ours to take by then), and a
+    # web request should not hang on a dead worker for more than about one HTTP call.
+    wait = min(app_settings.REFRESH_LEASE + 1, app_settings.HTTP_TIMEOUT + 5)
+    deadline = time.monotonic() + wait
+    delay = 0.02
+    waiting = False
+    while True:
+        if waiting:  # one query per poll; claim only once the lease is free again
+            _reread(connection)
+            _ensure_usable(connection)
+        else:
+            try:
+                if refresh_connection(connection, force=force, within=margin):
+                    return connection.access_token
+            except InvalidGrant as exc:
+                raise NeedsReauth(
+                    f"Portal {connection.portal_id} needs to be reconnected: {exc}",
+                    portal_id=connection.portal_id,
+                ) from None
+            except (HubSpotUnavailable, HubSpotOAuthError):
+                token = _stored_token(connection, "refreshing failed")
+                if token is None:
+                    raise
+                return token
+        if connection.last_refreshed_at != seen_refresh and connection.access_token:
+            return connection.access_token  # another worker stored new tokens
+        if not force and _fresh(connection, margin):
+            return connection.access_token
+        if connection.last_error_at != seen_error:
+            token = _stored_token(connection, "another worker failed to refresh")
+            if token is None:
+                raise HubSpotUnavailable(
+                    f"Portal {connection.portal_id}: refreshing failed (see last_error) and "
+                    "the stored access token has expired."
+                )
+            return token
+        if time.monotonic() >= deadline:
+            token = _stored_token(connection, "another worker is still refreshing")
+            if token is None:
+                raise HubSpotUnavailable(
+                    f"Portal {connection.portal_id}: timed out waiting for another worker "
+                    "to refresh the token."
+                )
+            return token
+        waiting = _leased(connection)
+        time.sleep(delay)
+        delay = min(delay * 2, 0.25)
+
+
 def get_access_token(portal: PortalRef) -> str:
     """A valid access token for ``portal`` (a portal id or a ``HubSpotConnection``).
 
     One query and no HTTP while the stored token has more than HUBSPOT_REFRESH_MARGIN
-    left; otherwise it refreshes, or waits for the worker that is refreshing. While
-    HubSpot is unavailable the stored token is returned until it expires.
+    left (none when given a connection); otherwise it refreshes, or waits for the
+    worker that is refreshing. While HubSpot is unavailable the stored token is
+    returned until it expires, then :class:`HubSpotUnavailable` is raised.
     """
     connection = _load(portal)
     _ensure_usable(connection)
     margin = timedelta(seconds=app_settings.REFRESH_MARGIN)
     if _fresh(connection, margin):
         return connection.access_token
-    deadline = time.monotonic() + app_settings.HTTP_TIMEOUT + 5
-    delay = 0.02
-    while True:
-        try:
-            if refresh_connection(connection, within=margin):
-                return connection.access_token
-        except InvalidGrant as exc:
-            raise NeedsReauth(
-                f"Portal {connection.portal_id} needs to be reconnected: {exc}",
-                portal_id=connection.portal_id,
-            ) from None
-        except (HubSpotUnavailable, HubSpotOAuthError):
-            if not connection.is_expired() and connection.access_token:
-                logger.warning(
-                    "Portal %s: refresh failed; using the stored token until it expires.",
-                    connection.portal_id,
-                )
-                return connection.access_token
-            raise
-        if _fresh(connection, margin):
-            return connection.access_token
-        if time.monotonic() >= deadline:
-            if not connection.is_expired() and connection.access_token:
-                logger.warning(
-                    "Portal %s: another worker is still refreshing; using the stored token.",
-                    connection.portal_id,
-                )
-                return connection.access_token
-            raise HubSpotUnavailable(
-                f"Portal {connection.portal_id}: timed out waiting for another worker "
-                "to refresh the token."
-            )
-        time.sleep(delay)
-        delay = min(delay * 2, 0.5)
+    return _refresh_or_wait(connection, margin, force=not connection.access_token)
 
 
 class HubSpotSession(requests.Session):
     """A ``requests.Session`` for HubSpot's APIs on behalf of one portal.
 
     Relative URLs are joined to HUBSPOT_API_BASE_URL; requests to that host carry
-    ``Authorization: Bearer …`` (never requests to any other host); every request has
-    the default timeout; a 401 refreshes the token once and retries once.
+    ``Authorization: Bearer …`` (never requests to any other host, redirects
+    included); every request has the default timeout; a 401 refreshes the token once
+    and retries once.
     """
 
     def __init__(self, connection: HubSpotConnection) -> None:
@@ -385,10 +438,10 @@ class HubSpotSession(requests.Session):
         if response.status_code != 401:
             return response
         logger.info("Portal %s: HubSpot answered 401; refreshing once", self.connection.portal_id)
-        if not refresh_connection(self.connection, force=True):
-            get_access_token(self.connection)
-        headers["Authorization"] = f"Bearer {self.connection.access_token}"
         response.close()
+        margin = timedelta(seconds=app_settings.REFRESH_MARGIN)
+        token = _refresh_or_wait(self.connection, margin, force=True)
+        headers["Authorization"] = f"Bearer {token}"
         return super().request(method, url, *args, **kwargs)
 
 
@@ -436,6 +489,7 @@ def disconnect_connection(connection: HubSpotConnection, *, revoke: bool = True)
 # -- refreshing many connections ---------------------------------------------------------------
 
 REFRESHED, SKIPPED, REAUTH, FAILED = "refreshed", "skipped", "needs re-auth", "failed"
+WOULD_REFRESH = "would refresh"
 Progress = Callable[[HubSpotConnection | int, str, BaseException | None], None]
 
 
@@ -486,7 +540,7 @@ def backoff_delay(
     attempt: int, retry_after: float | None, *, base: float = 1.0, cap: float = 30.0
 ) -> float:
     """Exponential backoff with jitter; never shorter than HubSpot's ``Retry-After``."""
-    delay: float = min(cap, base * (2**attempt)) * random.uniform(0.5, 1.0)
+    delay: float = min(cap, base * (2 ** min(attempt, 32))) * random.uniform(0.5, 1.0)
     if retry_after is not None:
         delay = max(delay, min(retry_after, 2 * cap))
     return delay
@@ -511,7 +565,8 @@ class _Run:
             self.progress(item, outcome, error)
 
     def refresh_one(self, connection: HubSpotConnection) -> None:
-        for attempt in range(self.retries + 1):
+        attempt = 0
+        while True:
             try:
                 refreshed = refresh_connection(connection, force=self.force, within=self.within)
             except InvalidGrant as exc:
@@ -526,6 +581,7 @@ class _Run:
                         attempt, exc.retry_after, base=self.backoff_base, cap=self.backoff_cap
                     )
                 )
+                attempt += 1
                 continue
             except Exception as exc:
                 if not isinstance(exc, HubSpotConnectError):
@@ -536,7 +592,11 @@ class _Run:
     def work(self, items: queue.Queue[HubSpotConnection | None]) -> None:
         try:
             while (connection := items.get()) is not None:
-                self.refresh_one(connection)
+                try:
+                    self.refresh_one(connection)
+                except Exception:
+                    # Keep draining the queue: the producer must never block on a dead pool.
+                    logger.exception("Portal %s: unexpected error", connection.portal_id)
         finally:
             connections.close_all()
 
@@ -552,10 +612,10 @@ def _load_chunk(pks: list[int], run: _Run) -> Iterable[HubSpotConnection]:
         return list(rows)
     except TokenDecryptionError:
         pass
-    loaded = []  # one row cannot be decrypted: load one by one to isolate it
+    loaded: list[HubSpotConnection] = []  # a row does not decrypt: load one by one
     for pk in pks:
         try:
-            row = HubSpotConnection.objects.filter(pk=pk).first()
+            loaded.extend(HubSpotConnection.objects.filter(pk=pk))
         except TokenDecryptionError as exc:
             HubSpotConnection.objects.filter(pk=pk).update(
                 refresh_failures=F("refresh_failures") + 1,
@@ -563,9 +623,6 @@ def _load_chunk(pks: list[int], run: _Run) -> Iterable[HubSpotConnection]:
                 last_error_at=timezone.now(),
             )
             run.report(pk, FAILED, exc)
-            continue
-        if row is not None:
-            loaded.append(row)
     return loaded
 
 
@@ -597,15 +654,16 @@ def refresh_expiring_tokens(
         rows = rows.expiring(within)
     pks = list(rows.order_by("expires_at", "pk").values_list("pk", flat=True))
     summary = RefreshSummary(dry_run=dry_run, selected=len(pks))
-    summary.awaiting_reauth = HubSpotConnection.objects.needs_reauth().count()
     run = _Run(within, force, retries, backoff_base, backoff_cap, sleep, progress, summary)
     if dry_run:
         if progress is not None:
             for chunk in _chunks(pks, chunk_size):
-                for connection in HubSpotConnection.objects.filter(pk__in=chunk).defer(
+                rows = HubSpotConnection.objects.filter(pk__in=chunk)
+                for connection in rows.order_by("expires_at", "pk").defer(
                     "access_token", "refresh_token"
                 ):
-                    progress(connection, "would refresh", None)
+                    progress(connection, WOULD_REFRESH, None)
+        summary.awaiting_reauth = HubSpotConnection.objects.needs_reauth().count()
         return summary
     if concurrency <= 1:
         for chunk in _chunks(pks, chunk_size):
@@ -698,6 +756,14 @@ def rotate_encryption_key(chunk_size: int = 200) -> RotationResult:
                 logger.error("Connection %s: its tokens decrypt with no configured key", pk)
                 result.failed += 1
                 continue
-            HubSpotConnection.objects.filter(pk=pk).update(**values)
-            result.rotated += 1
+            # Only if the ciphertext is still what we read (a lookup on this field compares
+            # the stored text as is): a refresh meanwhile stored new tokens, already
+            # encrypted with the first key, which must not be overwritten with old ones.
+            unchanged = HubSpotConnection.objects.filter(
+                pk=pk, access_token=access, refresh_token=refresh
+            )
+            if unchanged.update(**values):
+                result.rotated += 1
+            else:
+                result.current += 1
     return result

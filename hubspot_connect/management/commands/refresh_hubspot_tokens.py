@@ -1,20 +1,61 @@
 from __future__ import annotations
 
+import argparse
+import logging
 import threading
 from datetime import timedelta
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
 
 from hubspot_connect.models import HubSpotConnection
-from hubspot_connect.tokens import FAILED, REAUTH, refresh_expiring_tokens
+from hubspot_connect.tokens import (
+    FAILED,
+    REAUTH,
+    SKIPPED,
+    WOULD_REFRESH,
+    refresh_expiring_tokens,
+)
+
+logger = logging.getLogger("hubspot_connect")
 
 
-def _positive(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise ValueError(value)
-    return number
+def _count(minimum: int) -> Any:
+    def parse(value: str) -> int:
+        number = int(value)
+        if number < minimum:
+            raise argparse.ArgumentTypeError(f"must be {minimum} or more, not {number}")
+        return number
+
+    parse.__name__ = "integer"  # argparse names the type in its error message
+    return parse
+
+
+class _Progress:
+    """Prints one line per connection at -v 2 (and for failures), else a count now and then."""
+
+    def __init__(
+        self, stdout: OutputWrapper, stderr: OutputWrapper, verbosity: int, every: int = 100
+    ) -> None:
+        self.stdout, self.stderr = stdout, stderr
+        self.verbosity, self.every = verbosity, every
+        self.done = 0
+        self._lock = threading.Lock()
+
+    def __call__(
+        self, item: HubSpotConnection | int, outcome: str, error: BaseException | None
+    ) -> None:
+        portal = (
+            f"portal {item.portal_id}" if isinstance(item, HubSpotConnection) else f"row {item}"
+        )
+        with self._lock:
+            self.done += 1
+            if self.verbosity >= 2 or outcome in (FAILED, REAUTH, WOULD_REFRESH):
+                detail = f": {error}" if error is not None and outcome != SKIPPED else ""
+                write = self.stderr.write if outcome == FAILED else self.stdout.write
+                write(f"{portal}: {outcome}{detail}")
+            elif self.done % self.every == 0:
+                self.stdout.write(f"... {self.done} connections processed")
 
 
 class Command(BaseCommand):
@@ -23,7 +64,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--within",
-            type=int,
+            type=_count(0),
             default=900,
             metavar="SECONDS",
             help="Refresh tokens that expire within this many seconds (default 900).",
@@ -44,7 +85,7 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--concurrency",
-            type=_positive,
+            type=_count(1),
             default=4,
             metavar="N",
             help="Refresh N connections at once, each thread with its own database "
@@ -52,40 +93,34 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--retries",
-            type=int,
+            type=_count(0),
             default=3,
             metavar="N",
-            help="Retries per connection when HubSpot is unavailable (default 3).",
+            help="Retries per connection when HubSpot is unavailable, with exponential "
+            "backoff that honours Retry-After (default 3).",
         )
+        # First backoff delay in seconds; tests set it near zero.
+        parser.add_argument("--backoff-base", type=float, default=1.0, help=argparse.SUPPRESS)
 
     def handle(self, *args: Any, **options: Any) -> None:
-        if options["within"] < 0:
-            raise CommandError("--within must be zero or more seconds.")
-        verbosity = options["verbosity"]
-        lock = threading.Lock()
-        every = 100
-
-        def progress(item: HubSpotConnection | int, outcome: str, error: Any) -> None:
-            portal = item.portal_id if isinstance(item, HubSpotConnection) else f"row {item}"
-            with lock:
-                progress.done += 1  # type: ignore[attr-defined]
-                if verbosity >= 2 or outcome in (FAILED, REAUTH):
-                    detail = f": {error}" if error is not None and outcome != "skipped" else ""
-                    write = self.stderr.write if outcome == FAILED else self.stdout.write
-                    write(f"portal {portal}: {outcome}{detail}")
-                elif verbosity >= 1 and progress.done % every == 0:  # type: ignore[attr-defined]
-                    self.stdout.write(f"... {progress.done} connections processed")  # type: ignore[attr-defined]
-
-        progress.done = 0  # type: ignore[attr-defined]
+        if options["backoff_base"] < 0:
+            raise CommandError("--backoff-base must be zero or more seconds.")
+        verbosity: int = options["verbosity"]
+        progress = _Progress(self.stdout, self.stderr, verbosity)
         summary = refresh_expiring_tokens(
             within=timedelta(seconds=options["within"]),
             portals=options["portals"],
             force=options["force"],
             dry_run=options["dry_run"],
             concurrency=options["concurrency"],
-            retries=max(0, options["retries"]),
-            progress=progress if (verbosity >= 1 or options["dry_run"]) else None,
+            retries=options["retries"],
+            backoff_base=options["backoff_base"],
+            progress=progress if verbosity >= 1 else None,
         )
+        if summary.ok:
+            logger.info("refresh_hubspot_tokens: %s", summary)
+        else:
+            logger.warning("refresh_hubspot_tokens: %s", summary)
         if verbosity >= 1 or not summary.ok:
             self.stdout.write(str(summary))
         if not summary.ok:
