@@ -16,8 +16,11 @@ $(STAMP): setup.cfg pyproject.toml requirements-dev.txt
 demo: $(STAMP)
 	$(PY) example_project/demo.py
 
+# coverage run (not pytest-cov): the app's pytest plugin is imported before pytest-cov starts.
 test: $(STAMP)
-	$(PY) -m pytest --cov --cov-branch --cov-report=term-missing:skip-covered --cov-fail-under=95 $(PYTEST_ARGS)
+	$(PY) -m coverage erase
+	$(PY) -m coverage run -m pytest $(PYTEST_ARGS)
+	$(PY) -m coverage report --fail-under=95
 
 test-postgres: $(STAMP)
 	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres} $(PY) -m pytest $(PYTEST_ARGS)

@@ -28,13 +28,18 @@ FLAGS = [
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if "tests/browser/" in str(item.fspath).replace(os.sep, "/"):
-            item.add_marker(pytest.mark.browser)
+    browser = [i for i in items if "tests/browser/" in str(i.fspath).replace(os.sep, "/")]
+    for item in browser:
+        item.add_marker(pytest.mark.browser)
+    # Last, so nothing else runs while Playwright's event loop exists.
+    items[:] = [i for i in items if i not in browser] + browser
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
+    """One Chromium per module: Playwright's sync API keeps an asyncio loop running on this
+    thread while it is open, which Django's ORM refuses, so it must not outlive the module.
+    """
     missing = None
     if not (os.path.exists(CHROMIUM) or shutil.which(CHROMIUM)):
         missing = f"Chromium not found at {CHROMIUM}"
