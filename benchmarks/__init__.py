@@ -1,0 +1,1 @@
+"""Benchmarks for django-hubspot-connect: ``python benchmarks/run.py`` (or ``make bench``)."""
