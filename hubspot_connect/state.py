@@ -31,7 +31,9 @@ class PendingFlow:
 
 def safe_next_url(request: HttpRequest, next_url: str | None) -> str | None:
     """``next_url`` if it stays on this site, else ``None``."""
-    if not next_url:
+    # Browsers drop tabs and newlines anywhere in a URL; urlsplit drops them too, so
+    # "//\t/evil.example" would pass as a path yet redirect as "//%09/evil.example".
+    if not next_url or any(ord(char) < 0x20 or ord(char) == 0x7F for char in next_url):
         return None
     if url_has_allowed_host_and_scheme(
         next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
