@@ -18,15 +18,12 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import socket
 import sys
 import threading
-import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from hubspot_connect.testing import FakeConnectionReset, FakeHubSpot, FakeTimeout
+from hubspot_connect.testing import FakeHubSpot, FakeHubSpotHandler, FakeHubSpotServer
 
 CLIENT_ID = "bench-client-id"
 CLIENT_SECRET = "bench-client-secret"
@@ -63,44 +60,22 @@ class Stats:
             self.generation += 1
 
 
-class BenchHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    wbufsize = 64 * 1024  # headers and body leave in one send(); flushed after each request
-    fake: FakeHubSpot
+class BenchHandler(FakeHubSpotHandler):
+    """The package's handler, plus per-connection counting and the ``/_bench/`` endpoints."""
+
     stats: Stats
     counted_in = -1  # the stats generation this TCP connection was last counted in
 
     def setup(self) -> None:
         super().setup()
         self.serial = next(_serials)
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        self._serve("GET")
-
-    def do_POST(self) -> None:
-        self._serve("POST")
-
-    def _serve(self, method: str) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
+    def serve_fake(self) -> None:
         if self.path.startswith("/_bench/"):
-            self._bench(method, body)
+            self._bench(self.command, self.read_body())
             return
         self.stats.count(self, self.path.split("?", 1)[0])
-        try:
-            answer = self.fake.handle(method, self.path, dict(self.headers), body)
-        except FakeTimeout:
-            time.sleep(30)
-            self.close_connection = True
-            return
-        except FakeConnectionReset:
-            self.close_connection = True
-            return
-        self._reply(answer.status, answer.body, answer.headers)
+        super().serve_fake()
 
     def _bench(self, method: str, body: bytes) -> None:
         if method == "GET" and self.path == "/_bench/stats":
@@ -112,28 +87,15 @@ class BenchHandler(BaseHTTPRequestHandler):
             request = json.loads(body)
             expires_in = int(request.get("expires_in", 1800))
             tokens = [
-                self.fake.issue_tokens(int(portal), SCOPES, expires_in=expires_in)
+                self.server.fake.issue_tokens(int(portal), SCOPES, expires_in=expires_in)
                 for portal in request["portals"]
             ]
             self._json({"tokens": tokens})
         else:
-            self._reply(404, b"{}", {"Content-Type": "application/json"})
+            self.reply(404, b"{}", {"Content-Type": "application/json"})
 
     def _json(self, data: dict[str, Any]) -> None:
-        self._reply(200, json.dumps(data).encode(), {"Content-Type": "application/json"})
-
-    def _reply(self, status: int, body: bytes, headers: dict[str, str]) -> None:
-        self.send_response(status)
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128
+        self.reply(200, json.dumps(data).encode(), {"Content-Type": "application/json"})
 
 
 def serve(latency: float, port: int = 0) -> None:
@@ -144,8 +106,9 @@ def serve(latency: float, port: int = 0) -> None:
         latency=latency,
     )
     fake.requests = _Discard()  # the request log would grow without bound
-    handler = type("Handler", (BenchHandler,), {"fake": fake, "stats": Stats()})
-    server = Server(("127.0.0.1", port), handler)
+    handler = type("Handler", (BenchHandler,), {"stats": Stats()})
+    server = FakeHubSpotServer(fake, port=port, handler=handler)
+    server.answers = _Discard()
     print(f"PORT {server.server_address[1]}", flush=True)
     try:
         server.serve_forever(poll_interval=0.5)

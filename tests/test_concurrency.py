@@ -15,18 +15,16 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from hubspot_connect.testing import FakeConnectionReset, FakeHubSpot, FakeTimeout
+from hubspot_connect.testing import FakeHubSpot, FakeHubSpotServer
 
 pytestmark = pytest.mark.slow
 
@@ -38,44 +36,10 @@ PG_DEFAULT = "postgres://postgres@127.0.0.1:5432/postgres"
 # -- FakeHubSpot over real HTTP ---------------------------------------------------------------
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _FakeServer
-
-    def _answer(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        try:
-            answer = self.server.fake.handle(self.command, self.path, dict(self.headers), body)
-        except (FakeTimeout, FakeConnectionReset):
-            self.close_connection = True
-            return
-        self.send_response(answer.status)
-        for name, value in answer.headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(answer.body)))
-        self.end_headers()
-        self.wfile.write(answer.body)
-
-    do_GET = do_POST = _answer
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-class _FakeServer(ThreadingHTTPServer):
-    daemon_threads = True
-    fake: FakeHubSpot
-
-
 @pytest.fixture(scope="module")
 def fake_server() -> Iterator[tuple[FakeHubSpot, str]]:
-    server = _FakeServer(("127.0.0.1", 0), _Handler)
-    url = f"http://127.0.0.1:{server.server_address[1]}"
-    server.fake = FakeHubSpot(api_base_url=url)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server.fake, url
-    server.shutdown()
-    server.server_close()
+    with FakeHubSpotServer() as server:
+        yield server.fake, server.url
 
 
 # -- one shared database per backend ------------------------------------------------------------

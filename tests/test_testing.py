@@ -306,3 +306,40 @@ def test_fixture_routes_requests(fake_hubspot):
     assert isinstance(fake_hubspot, FakeHubSpot)
     issued = fake_hubspot.issue_tokens(12345678)
     assert HubSpotOAuthClient().introspect(issued["access_token"]).hub_id == 12345678
+
+
+def test_fake_hubspot_server_serves_the_fake_over_real_http() -> None:
+    import requests
+
+    from hubspot_connect.client import HubSpotOAuthClient
+    from hubspot_connect.exceptions import HubSpotUnavailable, InvalidGrant
+    from hubspot_connect.testing import FakeHubSpotServer
+
+    with FakeHubSpotServer(timeout_hold=5) as server:
+        issued = server.fake.issue_tokens(12345678)
+        client = HubSpotOAuthClient(
+            client_id=server.fake.client_id,
+            client_secret=server.fake.client_secret,
+            api_base_url=server.url,
+            timeout=0.5,
+        )
+        first = client.refresh(issued["refresh_token"])
+        second = client.refresh(issued["refresh_token"])
+        assert server.fake.is_issued_access_token(first.access_token)
+        assert server.fake.refresh_calls(issued["refresh_token"]) == 2
+        assert server.answers == [200, 200] and server.answered.is_set()
+        server.fake.fail("invalid_grant")
+        with pytest.raises(InvalidGrant):
+            client.refresh(issued["refresh_token"])
+        server.fake.fail("reset")
+        with pytest.raises(HubSpotUnavailable):
+            client.refresh(issued["refresh_token"])
+        server.fake.fail("timeout")
+        with pytest.raises(HubSpotUnavailable, match="within"):
+            client.refresh(issued["refresh_token"])
+        answer = requests.get(
+            server.url + "/account-info/v3/details",
+            timeout=2,
+            headers={"Authorization": f"Bearer {second.access_token}"},
+        )
+        assert answer.json()["portalId"] == 12345678
