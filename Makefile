@@ -4,6 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+TOX_ARGS ?=
 
 .PHONY: demo test test-postgres test-browser lint typecheck format check-migrations bench test-matrix dist clean
 
@@ -45,8 +46,10 @@ check-migrations: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/run.py
 
+# tox finds interpreters as python3.X on PATH: put pyenv's there (no-op without pyenv).
 test-matrix: $(STAMP)
-	$(VENV)/bin/tox run-parallel --parallel auto
+	PATH="$$(ls -d "$${PYENV_ROOT:-$$HOME/.pyenv}"/versions/3.1[0-9]*/bin 2>/dev/null | tr '\n' :)$$PATH" \
+	  $(VENV)/bin/tox run-parallel --parallel auto $(TOX_ARGS)
 
 dist: $(STAMP)
 	rm -rf dist

@@ -168,8 +168,9 @@ def _check_encryption_key() -> list[CheckMessage]:
         return [
             Error(
                 "FIELD_ENCRYPTION_KEY is not set; hubspot_connect encrypts tokens with it.",
-                hint="Generate one with `python manage.py generate_encryption_key` and read it "
-                "from the environment. A list of keys is allowed: the first encrypts.",
+                hint='Generate one with `python -c "from cryptography.fernet import Fernet; '
+                'print(Fernet.generate_key().decode())"` and read it from the environment. '
+                "A list of keys is allowed: the first encrypts.",
                 id="hubspot_connect.E008",
             )
         ]
@@ -181,7 +182,8 @@ def _check_encryption_key() -> list[CheckMessage]:
                 Error(
                     f"FIELD_ENCRYPTION_KEY (key {index + 1}) is not a valid Fernet key.",
                     hint="A Fernet key is 32 random bytes, url-safe base64 encoded (44 "
-                    "characters); `python manage.py generate_encryption_key` makes one.",
+                    'characters); `python -c "from cryptography.fernet import Fernet; '
+                    'print(Fernet.generate_key().decode())"` makes one.',
                     id="hubspot_connect.E009",
                 )
             ]

@@ -327,7 +327,8 @@ def test_fake_hubspot_server_serves_the_fake_over_real_http() -> None:
         second = client.refresh(issued["refresh_token"])
         assert server.fake.is_issued_access_token(first.access_token)
         assert server.fake.refresh_calls(issued["refresh_token"]) == 2
-        assert server.answers == [200, 200] and server.answered.is_set()
+        assert server.answers == [200, 200]
+        assert server.answered.is_set()
         server.fake.fail("invalid_grant")
         with pytest.raises(InvalidGrant):
             client.refresh(issued["refresh_token"])
