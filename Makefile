@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.demo-installed
 PYTEST_ARGS ?=
 TOX_ARGS ?=
 
@@ -14,7 +15,14 @@ $(STAMP): setup.cfg pyproject.toml requirements-dev.txt
 	$(PY) -m pip install --quiet -e '.[testing,celery]' -r requirements-dev.txt
 	@touch $(STAMP)
 
-demo: $(STAMP)
+# The demo needs only the package and django-environ: a first `make demo` is quick.
+$(DEMO_STAMP): setup.cfg pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e . 'django-environ>=0.11'
+	@touch $(DEMO_STAMP)
+
+demo: $(DEMO_STAMP)
 	$(PY) example_project/demo.py
 
 # coverage run (not pytest-cov): the app's pytest plugin is imported before pytest-cov starts.
@@ -32,6 +40,8 @@ test-browser: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(PY) -m docutils --halt=warning README.rst /dev/null
+	$(PY) -m docutils --halt=warning CHANGELOG.rst /dev/null
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format .

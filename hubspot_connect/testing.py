@@ -671,12 +671,12 @@ class FakeHubSpotHandler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         server.handled.set()
+        server.answers.append(answer.status)  # before the client can see it
         try:
             self.reply(answer.status, answer.body, answer.headers)
         except OSError:  # the client went away while we were answering
             self.close_connection = True
             return
-        server.answers.append(answer.status)
         server.answered.set()
 
     def reply(self, status: int, body: bytes, headers: dict[str, str]) -> None:
@@ -698,8 +698,9 @@ class FakeHubSpotServer(ThreadingHTTPServer):
             env["HUBSPOT_API_BASE_URL"] = server.url
             server.fake.issue_tokens(12345678)
 
-    The events ``received``, ``handled`` and ``answered`` (and the ``answers`` list of
-    statuses) let a test act at a precise moment, e.g. kill a client mid-refresh.
+    The events ``received``, ``handled`` and ``answered`` (set once an answer was
+    written) and the ``answers`` list (each status as it is sent) let a test act at a
+    precise moment, e.g. kill a client mid-refresh.
     """
 
     daemon_threads = True
