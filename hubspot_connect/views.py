@@ -129,7 +129,7 @@ class CallbackView(View):
             "retry_url": reverse("hubspot_connect:connect"),
             "cancelled": error == "access_denied",
         }
-        return render(request, "hubspot_connect/declined.html", context, status=400)
+        return _logged(render(request, "hubspot_connect/declined.html", context, status=400))
 
     def fail(
         self,
@@ -147,4 +147,16 @@ class CallbackView(View):
             "message": message,
             "retry_url": reverse("hubspot_connect:connect"),
         }
-        return render(request, "hubspot_connect/callback_error.html", context, status=status)
+        return _logged(
+            render(request, "hubspot_connect/callback_error.html", context, status=status)
+        )
+
+
+def _logged(response: HttpResponse) -> HttpResponse:
+    """Mark a callback error page as logged: it was, above, without secrets.
+
+    Otherwise Django logs it to ``django.request`` with the request attached, and the
+    default ``mail_admins`` handler emails the callback URL, authorization code included.
+    """
+    response._has_been_logged = True  # type: ignore[attr-defined]
+    return response

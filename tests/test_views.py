@@ -567,3 +567,33 @@ def test_forged_callback_is_a_400_even_for_an_anonymous_user(client) -> None:
     response = client.get("/hubspot/callback/", {"state": "forged", "code": "whatever"})
     assert response.status_code == 400
     assert b"not valid" in response.content or b"state" in response.content
+
+
+@pytest.mark.parametrize("fault", [{"kind": "status", "status": 503}, {"kind": "invalid_grant"}])
+def test_callback_errors_never_reach_django_request_logger_or_admin_email(
+    connector_client, fake_hubspot, caplog, settings, mailoutbox, fault
+) -> None:
+    """Django would log (and by default email to ADMINS) the request, code in its URL."""
+    settings.ADMINS = [("Ops", "ops@example.com")]
+    settings.LOGGING = {  # Django's default: errors of django.request go to mail_admins
+        "version": 1,
+        "disable_existing_loggers": False,
+        "handlers": {"mail_admins": {"class": "django.utils.log.AdminEmailHandler"}},
+        "loggers": {"django.request": {"handlers": ["mail_admins"], "level": "ERROR"}},
+    }
+    import logging.config
+
+    logging.config.dictConfig(settings.LOGGING)
+    try:
+        start = connector_client.get("/hubspot/connect/")
+        callback = fake_hubspot.approve(start["Location"])
+        fake_hubspot.fail(**fault)
+        with caplog.at_level(logging.DEBUG):
+            response = connector_client.get(callback)
+    finally:
+        logging.getLogger("django.request").handlers.clear()
+    assert response.status_code in (400, 502)
+    assert [r for r in caplog.records if r.name == "django.request"] == []
+    assert mailoutbox == []
+    code = callback.split("code=")[1].split("&")[0]
+    assert all(code not in record.getMessage() for record in caplog.records)
