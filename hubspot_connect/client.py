@@ -436,3 +436,11 @@ def get_client() -> HubSpotOAuthClient:
     client = HubSpotOAuthClient()
     _local.client = (key, client)
     return client
+
+
+def close_client() -> None:
+    """Close this thread's client, if it has one (worker threads call it when done)."""
+    cached: tuple[tuple[object, ...], HubSpotOAuthClient] | None = getattr(_local, "client", None)
+    if cached is not None:
+        cached[1].close()
+        del _local.client

@@ -28,7 +28,14 @@ from django.db.models import F
 from django.http import HttpRequest
 from django.utils import timezone
 
-from .client import USER_AGENT, HubSpotOAuthClient, TokenInfo, TokenResponse, get_client
+from .client import (
+    USER_AGENT,
+    HubSpotOAuthClient,
+    TokenInfo,
+    TokenResponse,
+    close_client,
+    get_client,
+)
 from .conf import app_settings
 from .exceptions import (
     HubSpotConnectError,
@@ -643,7 +650,7 @@ class _Run:
                     logger.exception("Portal %s: unexpected error", connection.portal_id)
         finally:
             connections.close_all()
-            get_client().close()
+            close_client()
 
 
 def _chunks(pks: list[int], size: int) -> Iterator[list[int]]:

@@ -793,3 +793,13 @@ def test_exchange_answer_without_refresh_token_is_refused() -> None:
         )
         with pytest.raises(HubSpotUnavailable, match="refresh_token"):
             client.exchange_code("code-value", redirect_uri="https://testserver/cb/")
+
+
+def test_close_client_closes_only_a_client_this_thread_made() -> None:
+    from hubspot_connect.client import close_client, get_client
+
+    close_client()  # none yet: nothing is made just to be closed
+    first = get_client()
+    close_client()
+    assert get_client() is not first
+    close_client()
