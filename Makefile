@@ -7,7 +7,7 @@ DEMO_STAMP := $(VENV)/.demo-installed
 PYTEST_ARGS ?=
 TOX_ARGS ?=
 
-.PHONY: demo test test-postgres test-browser lint typecheck format check-migrations bench test-matrix dist clean
+.PHONY: demo test test-postgres test-browser lint typecheck format check-migrations bench test-matrix dist docs clean
 
 $(STAMP): setup.cfg pyproject.toml requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -61,10 +61,14 @@ test-matrix: $(STAMP)
 	PATH="$$(ls -d "$${PYENV_ROOT:-$$HOME/.pyenv}"/versions/3.1[0-9]*/bin 2>/dev/null | tr '\n' :)$$PATH" \
 	  $(VENV)/bin/tox run-parallel --parallel auto $(TOX_ARGS)
 
+# The Sphinx site; any warning (a broken reference, a missing page) fails the build.
+docs: $(STAMP)
+	$(VENV)/bin/sphinx-build -W --keep-going -n -q -b html docs docs/_build/html
+
 dist: $(STAMP)
 	rm -rf dist
 	$(PY) -m build
 	$(VENV)/bin/twine check --strict dist/*
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .tox .mypy_cache .ruff_cache .coverage htmlcov artifacts example_project/var
+	rm -rf $(VENV) build dist *.egg-info .tox .mypy_cache .ruff_cache .coverage htmlcov artifacts example_project/var docs/_build

@@ -37,8 +37,9 @@ from django.db.backends.base.base import BaseDatabaseWrapper  # noqa: E402
 from django.db.backends.signals import connection_created  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
+from hubspot_connect.batch import refresh_expiring_tokens  # noqa: E402
 from hubspot_connect.models import ACTIVE, HubSpotConnection  # noqa: E402
-from hubspot_connect.tokens import get_access_token, refresh_expiring_tokens  # noqa: E402
+from hubspot_connect.tokens import get_access_token  # noqa: E402
 
 SEED_BATCH = 1000
 DUE_IN = timedelta(seconds=60)  # "expires soon": well inside the default 900 s window

@@ -8,122 +8,33 @@ exception message.
 
 from __future__ import annotations
 
-import email.utils
 import logging
-import math
-import os
 import threading
 import time
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
 import requests
+from django.views.decorators.debug import sensitive_variables
 
-from . import __version__
 from .conf import app_settings
 from .exceptions import (
-    HubSpotConnectError,
-    HubSpotOAuthError,
     HubSpotUnavailable,
-    InvalidClient,
-    InvalidGrant,
 )
+from .sensitive import secret
+from .transport import USER_AGENT, new_session, parse_retry_after
+from .wire import TokenInfo, TokenResponse, oauth_error, token_info, token_response
+
+__all__ = [
+    "HubSpotOAuthClient",
+    "TokenInfo",
+    "TokenResponse",
+    "close_client",
+    "get_client",
+    "parse_retry_after",
+]
 
 logger = logging.getLogger("hubspot_connect.client")
-
-USER_AGENT = f"django-hubspot-connect/{__version__}"
-
-# HubSpot's legacy ``status`` values that mean the same as RFC 6749's error codes.
-_GRANT_STATUSES = frozenset(
-    {
-        "BAD_AUTH_CODE",
-        "EXPIRED_AUTH_CODE",
-        "BAD_REFRESH_TOKEN",
-        "EXPIRED_REFRESH_TOKEN",
-        "MISMATCH_REDIRECT_URI_AUTH_CODE",
-    }
-)
-_CLIENT_STATUSES = frozenset({"BAD_CLIENT_ID", "BAD_CLIENT_SECRET", "INVALID_CLIENT"})
-_MAX_TEXT = 300
-
-
-@dataclass(frozen=True)
-class TokenResponse:
-    """A successful answer of the token endpoint."""
-
-    access_token: str = field(repr=False)
-    refresh_token: str = field(repr=False)
-    expires_in: int
-    token_type: str = "bearer"  # noqa: S105
-    token_use: str = "access_token"  # noqa: S105
-    hub_id: int | None = None
-    scopes: tuple[str, ...] | None = None
-    user_id: int | None = None
-
-
-@dataclass(frozen=True)
-class TokenInfo:
-    """A successful answer of the introspection endpoint."""
-
-    active: bool
-    hub_id: int | None = None
-    hub_domain: str = ""
-    user: str = ""
-    user_id: int | None = None
-    scopes: tuple[str, ...] = ()
-    app_id: int | None = None
-    expires_in: int | None = None
-    token_use: str = ""
-    hublet: str = ""
-
-
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        pass
-    else:
-        # "inf" and "nan" parse as floats but are no delay anyone should wait for.
-        return max(0.0, seconds) if math.isfinite(seconds) else None
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    current = datetime.now(timezone.utc).timestamp() if now is None else now
-    return max(0.0, when.timestamp() - current)
-
-
-def _redact(text: str, secrets: tuple[str, ...]) -> str:
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "[redacted]")
-    return text[:_MAX_TEXT]
-
-
-def _optional_int(body: dict[str, Any], key: str) -> int | None:
-    value = body.get(key)
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _scope_tuple(value: Any) -> tuple[str, ...] | None:
-    if isinstance(value, list):
-        return tuple(str(scope) for scope in value)
-    if isinstance(value, str):
-        return tuple(value.split())
-    return None
 
 
 class HubSpotOAuthClient:
@@ -141,14 +52,14 @@ class HubSpotOAuthClient:
         session: requests.Session | None = None,
     ) -> None:
         self.client_id = app_settings.CLIENT_ID if client_id is None else client_id
-        self._client_secret = (
+        self._client_secret = secret(
             app_settings.CLIENT_SECRET if client_secret is None else client_secret
         )
         self.authorize_url = authorize_url or app_settings.AUTHORIZE_URL
         self.api_base_url = (api_base_url or app_settings.API_BASE_URL).rstrip("/")
         self.api_version = api_version or app_settings.OAUTH_API_VERSION
         self.timeout = app_settings.HTTP_TIMEOUT if timeout is None else timeout
-        self.session = session or _new_session(self.api_base_url)
+        self.session = session or new_session(self.api_base_url)
         self.session.headers["User-Agent"] = USER_AGENT
         self.session.headers["Accept"] = "application/json"
 
@@ -182,8 +93,10 @@ class HubSpotOAuthClient:
         separator = "&" if urlsplit(self.authorize_url).query else "?"
         return self.authorize_url + separator + urlencode(params, quote_via=quote)
 
+    @sensitive_variables()
     def exchange_code(self, code: str, *, redirect_uri: str) -> TokenResponse:
         """Trade an authorization code for tokens."""
+        code = secret(code)
         body = self._post(
             "token",
             {
@@ -195,10 +108,12 @@ class HubSpotOAuthClient:
             },
             secrets=(code,),
         )
-        return self._token_response(body)
+        return token_response(body)
 
+    @sensitive_variables()
     def refresh(self, refresh_token: str) -> TokenResponse:
         """Get a new access token (and possibly a new refresh token)."""
+        refresh_token = secret(refresh_token)
         body = self._post(
             "token",
             {
@@ -210,7 +125,7 @@ class HubSpotOAuthClient:
             secrets=(refresh_token,),
         )
         # RFC 6749 section 6: an answer without a new refresh token keeps the old one valid.
-        return self._token_response(body, current_refresh_token=refresh_token)
+        return token_response(body, current_refresh_token=refresh_token)
 
     def introspect(
         self,
@@ -219,6 +134,7 @@ class HubSpotOAuthClient:
         token_type_hint: str = "access_token",  # noqa: S107
     ) -> TokenInfo:
         """Metadata of a token: portal, domain, user, scopes, hublet."""
+        token = secret(token)
         body = self._post(
             "token/introspect",
             {
@@ -229,20 +145,7 @@ class HubSpotOAuthClient:
             },
             secrets=(token,),
         )
-        signed = body.get("signed_access_token")
-        hublet = signed.get("hublet") if isinstance(signed, dict) else None
-        return TokenInfo(
-            active=bool(body.get("active", False)),
-            hub_id=_optional_int(body, "hub_id"),
-            hub_domain=str(body.get("hub_domain") or ""),
-            user=str(body.get("user") or ""),
-            user_id=_optional_int(body, "user_id"),
-            scopes=_scope_tuple(body.get("scopes")) or (),
-            app_id=_optional_int(body, "app_id"),
-            expires_in=_optional_int(body, "expires_in"),
-            token_use=str(body.get("token_use") or ""),
-            hublet=str(hublet or ""),
-        )
+        return token_info(body)
 
     def revoke(
         self,
@@ -251,6 +154,7 @@ class HubSpotOAuthClient:
         token_type_hint: str = "refresh_token",  # noqa: S107
     ) -> None:
         """Revoke a refresh token at HubSpot; the app's access for that portal ends."""
+        token = secret(token)
         self._post(
             "token/revoke",
             {
@@ -268,6 +172,7 @@ class HubSpotOAuthClient:
     def endpoint(self, name: str) -> str:
         return f"{self.api_base_url}/oauth/{self.api_version}/{name}"
 
+    @sensitive_variables()
     def _post(
         self,
         name: str,
@@ -298,7 +203,7 @@ class HubSpotOAuthClient:
         elapsed_ms = (time.monotonic() - started) * 1000
         logger.debug("POST %s -> %s in %.0f ms", path, response.status_code, elapsed_ms)
         if response.status_code >= 400:
-            raise self._error(response, path, secrets)
+            raise oauth_error(response, path, secrets)
         if response.status_code >= 300:
             raise HubSpotUnavailable(
                 f"HubSpot answered POST {path} with a redirect (HTTP {response.status_code}); "
@@ -317,102 +222,10 @@ class HubSpotOAuthClient:
                 "but a body that is not a JSON object.",
                 http_status=response.status_code,
             )
+        for key in ("access_token", "refresh_token"):  # never a plain copy in a frame
+            if isinstance(body.get(key), str):
+                body[key] = secret(body[key])
         return body
-
-    def _error(
-        self, response: requests.Response, path: str, secrets: tuple[str, ...]
-    ) -> HubSpotConnectError:
-        status = response.status_code
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        body = body if isinstance(body, dict) else {}
-        correlation_id = str(body.get("correlationId") or "")
-        reference = f" (correlation id {correlation_id})" if correlation_id else ""
-        if status == 429 or status >= 500:
-            retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            what = "rate limit reached" if status == 429 else "server error"
-            wait = f"; retry after {retry_after:g} s" if retry_after is not None else ""
-            return HubSpotUnavailable(
-                f"HubSpot {what} on POST {path}: HTTP {status}{wait}{reference}.",
-                retry_after=retry_after,
-                http_status=status,
-            )
-        error = _redact(str(body.get("error") or ""), secrets)
-        legacy_status = _redact(str(body.get("status") or ""), secrets)
-        category = _redact(str(body.get("category") or ""), secrets)
-        description = _redact(
-            str(body.get("error_description") or body.get("message") or ""), secrets
-        )
-        if not body:
-            description = "the body is not a JSON object"
-        cls: type[HubSpotOAuthError] = HubSpotOAuthError
-        if error == "invalid_grant" or legacy_status in _GRANT_STATUSES:
-            cls = InvalidGrant
-        elif error == "invalid_client" or legacy_status in _CLIENT_STATUSES or status == 401:
-            cls = InvalidClient
-        code = error or legacy_status or category or f"HTTP {status}"
-        return cls(
-            f"HubSpot rejected POST {path} with HTTP {status}: {code}"
-            + (f": {description}" if description else "")
-            + reference,
-            error=error,
-            description=description,
-            status=legacy_status,
-            category=category,
-            correlation_id=correlation_id,
-            http_status=status,
-        )
-
-    def _token_response(
-        self, body: dict[str, Any], *, current_refresh_token: str | None = None
-    ) -> TokenResponse:
-        access_token = body.get("access_token")
-        refresh_token = body.get("refresh_token") or current_refresh_token
-        expires_in = _optional_int(body, "expires_in")
-        missing = [
-            name
-            for name, value in (
-                ("access_token", access_token),
-                ("refresh_token", refresh_token),
-                ("expires_in", expires_in),
-            )
-            if not value or (name != "expires_in" and not isinstance(value, str))
-        ]
-        if missing:
-            raise HubSpotUnavailable(
-                "HubSpot's token response lacks " + ", ".join(missing) + "; nothing was stored."
-            )
-        assert isinstance(access_token, str)
-        assert isinstance(refresh_token, str)
-        assert expires_in is not None
-        return TokenResponse(
-            access_token=access_token,
-            refresh_token=refresh_token,
-            expires_in=expires_in,
-            token_type=str(body.get("token_type") or "bearer"),
-            token_use=str(body.get("token_use") or "access_token"),
-            hub_id=_optional_int(body, "hub_id"),
-            scopes=_scope_tuple(body.get("scopes")),
-            user_id=_optional_int(body, "user_id"),
-        )
-
-
-def _new_session(base_url: str) -> requests.Session:
-    """A session that reads proxy and CA settings from the environment once.
-
-    With ``trust_env`` on, requests scans ``os.environ`` and looks for ``~/.netrc`` on
-    every request (a fifth of a refresh's CPU). ``.netrc`` credentials are never wanted
-    here: every secret travels in the form body. TLS verification stays on.
-    """
-    session = requests.Session()
-    session.trust_env = False
-    session.proxies.update(requests.utils.get_environ_proxies(base_url))
-    session.verify = (
-        os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
-    )
-    return session
 
 
 _local = threading.local()

@@ -31,6 +31,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.csrf import csrf_exempt
 
+from .compat import login_not_required
 from .conf import app_settings
 from .testing import (
     FakeConnectionReset,
@@ -88,6 +89,7 @@ def _error_page(request: HttpRequest, message: Promise) -> HttpResponse:
     return render(request, "hubspot_connect/fake/error.html", context, status=400)
 
 
+@login_not_required
 def authorize(request: HttpRequest) -> HttpResponseBase:
     """The consent screen: GET shows it, POST approves or declines."""
     if request.method not in ("GET", "POST"):
@@ -124,6 +126,7 @@ def authorize(request: HttpRequest) -> HttpResponseBase:
 
 
 @csrf_exempt
+@login_not_required  # called by the site's server, with no session
 def api(request: HttpRequest, subpath: str) -> HttpResponse:
     """Everything under ``api/``: handed to :meth:`FakeHubSpot.handle` unchanged."""
     url = "/" + subpath

@@ -23,6 +23,7 @@ from django.db.models.expressions import Expression
 
 from .conf import app_settings
 from .exceptions import TokenDecryptionError
+from .sensitive import Secret, secret
 
 
 @functools.lru_cache(maxsize=8)
@@ -49,13 +50,13 @@ def encrypt(value: str) -> str:
     return get_fernet().encrypt(value.encode()).decode()
 
 
-def decrypt(value: str) -> str:
+def decrypt(value: str) -> Secret:
     try:
         fernet = get_fernet()
     except ImproperlyConfigured as exc:
         raise TokenDecryptionError(f"Cannot decrypt a stored token: {exc}") from None
     try:
-        return fernet.decrypt(value.encode()).decode()
+        return Secret(fernet.decrypt(value.encode()).decode())
     except (InvalidToken, UnicodeError):
         raise TokenDecryptionError(
             "A stored token does not decrypt with any key in FIELD_ENCRYPTION_KEY. "
@@ -83,4 +84,4 @@ class EncryptedTokenField(_TextField):
         value = super().get_db_prep_save(value, connection)
         if not value:
             return value
-        return encrypt(str(value))
+        return encrypt(secret(value))  # not str(value): a plain copy in this frame

@@ -1,12 +1,23 @@
+"""HubSpotConnection: one connected portal, its tokens (encrypted at rest) and its QuerySet.
+
+This module knows nothing of HTTP and imports no service: the services import it. The
+model's actions (:meth:`HubSpotConnection.refresh`, :meth:`HubSpotConnection.disconnect`)
+call the service functions that ``HubSpotConnectConfig.ready()`` plugs into
+:data:`services`.
+"""
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from .exceptions import NeedsReauth, PortalDisconnected
 from .fields import EncryptedTokenField
 
 # Plain strings for comparisons (django-stubs types TextChoices members as tuples).
@@ -36,6 +47,16 @@ class HubSpotConnectionQuerySet(models.QuerySet["HubSpotConnection"]):
 HubSpotConnectionManager = models.Manager.from_queryset(HubSpotConnectionQuerySet)
 
 
+class Services:
+    """The functions behind the model's actions, set by ``HubSpotConnectConfig.ready()``."""
+
+    refresh: Callable[..., bool]
+    disconnect: Callable[..., None]
+
+
+services = Services()
+
+
 class HubSpotConnection(models.Model):
     """One connected HubSpot portal and its OAuth tokens (encrypted at rest)."""
 
@@ -47,6 +68,11 @@ class HubSpotConnection(models.Model):
     scopes = models.JSONField(_("scopes"), default=list, blank=True)
     hubspot_user_id = models.BigIntegerField(_("HubSpot user id"), null=True, blank=True)
     hubspot_user_email = models.CharField(_("HubSpot user"), max_length=254, blank=True)
+    # What GET /account-info/2026-03/details says about the account, when it connected.
+    ui_domain = models.CharField(_("HubSpot UI domain"), max_length=255, blank=True)
+    data_hosting_location = models.CharField(_("data hosting location"), max_length=32, blank=True)
+    account_type = models.CharField(_("account type"), max_length=64, blank=True)
+    time_zone = models.CharField(_("account time zone"), max_length=64, blank=True)
     connected_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.SET_NULL,
@@ -54,6 +80,9 @@ class HubSpotConnection(models.Model):
         blank=True,
         related_name="hubspot_connections",
         verbose_name=_("connected by"),
+        # No database constraint: the user model may live on another database (a router
+        # can put this app on its own alias). Django still applies SET_NULL.
+        db_constraint=False,
     )
     access_token = EncryptedTokenField(_("access token"), blank=True, default="", editable=False)
     refresh_token = EncryptedTokenField(_("refresh token"), blank=True, default="", editable=False)
@@ -64,6 +93,8 @@ class HubSpotConnection(models.Model):
     )
     last_refreshed_at = models.DateTimeField(_("last refreshed"), null=True, blank=True)
     refresh_failures = models.PositiveIntegerField(_("refresh failures"), default=0)
+    refresh_count = models.PositiveBigIntegerField(_("successful refreshes"), default=0)
+    failing_since = models.DateTimeField(_("failing since"), null=True, blank=True)
     last_error = models.TextField(_("last error"), blank=True)
     last_error_at = models.DateTimeField(_("last error at"), null=True, blank=True)
     lease_expires_at = models.DateTimeField(_("refresh lease until"), null=True, blank=True)
@@ -99,14 +130,109 @@ class HubSpotConnection(models.Model):
         left = self.expires_in(now)
         return left is None or left <= timedelta(0)
 
+    def expires_within(self, within: timedelta, now: datetime | None = None) -> bool:
+        """Whether the access token expires within ``within`` (or has, or is unknown)."""
+        left = self.expires_in(now)
+        return left is None or left <= within
+
+    def ensure_usable(self) -> None:
+        """Raise :class:`NeedsReauth` or :class:`PortalDisconnected` unless active."""
+        if self.status == NEEDS_REAUTH:
+            raise NeedsReauth(
+                f"Portal {self.portal_id} needs to be reconnected: HubSpot rejected its "
+                "refresh token.",
+                portal_id=self.portal_id,
+            )
+        if self.status == DISCONNECTED:
+            raise PortalDisconnected(
+                f"Portal {self.portal_id} was disconnected.", portal_id=self.portal_id
+            )
+
     def refresh(self, force: bool = False) -> bool:
-        """Refresh the tokens under the lease; ``False`` if no refresh was due or possible."""
-        from .tokens import refresh_connection
+        """Refresh the tokens under the lease; ``False`` if no refresh was due or possible.
 
-        return refresh_connection(self, force=force)
+        See :func:`hubspot_connect.refresh.refresh_connection`.
+        """
+        return services.refresh(self, force=force)
 
-    def disconnect(self, revoke: bool = True) -> None:
-        """Revoke the refresh token at HubSpot (optionally), wipe both tokens, keep the row."""
-        from .tokens import disconnect_connection
+    def disconnect(self, revoke: bool = True, **options: Any) -> None:
+        """Revoke the refresh token at HubSpot (optionally), wipe both tokens, keep the row.
 
-        disconnect_connection(self, revoke=revoke)
+        See :func:`hubspot_connect.connect.disconnect_connection`.
+        """
+        services.disconnect(self, revoke=revoke, **options)
+
+
+class EventKind(models.TextChoices):
+    CONNECTED = "connected", _("connected")
+    RECONNECTED = "reconnected", _("reconnected")
+    REFRESH_FAILED = "refresh_failed", _("refresh failed")
+    NEEDS_REAUTH = "needs_reauth", _("needs re-auth")
+    RECOVERED = "recovered", _("recovered")
+    DISCONNECTED = "disconnected", _("disconnected")
+    UNINSTALLED = "uninstalled", _("uninstalled")
+    SCOPES_CHANGED = "scopes_changed", _("scopes changed")
+    KEY_ROTATED = "key_rotated", _("key rotated")
+    CREDENTIALS_REJECTED = "credentials_rejected", _("app credentials rejected")
+
+
+class HubSpotConnectionEvent(models.Model):
+    """One thing that happened to a connection (append only; never holds a secret).
+
+    ``connection`` is empty for events of the whole app, such as HubSpot refusing the
+    app's own credentials. Successful refreshes are not events: they are counted on the
+    connection (``refresh_count``) and per hour (:class:`HubSpotRefreshHour`).
+    """
+
+    Kind = EventKind
+
+    connection = models.ForeignKey(
+        HubSpotConnection,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="events",
+        verbose_name=_("connection"),
+    )
+    created_at = models.DateTimeField(_("when"), default=timezone.now, db_index=True)
+    kind = models.CharField(_("what"), max_length=32, choices=EventKind.choices)
+    message = models.CharField(_("message"), max_length=500, blank=True)
+    http_status = models.PositiveSmallIntegerField(_("HTTP status"), null=True, blank=True)
+    correlation_id = models.CharField(_("HubSpot correlation id"), max_length=64, blank=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("by"),
+        db_constraint=False,  # see HubSpotConnection.connected_by
+    )
+
+    class Meta:
+        verbose_name = _("HubSpot connection event")
+        verbose_name_plural = _("HubSpot connection events")
+        ordering = ("-created_at", "-pk")
+        indexes = [
+            models.Index(fields=["connection", "-created_at"], name="hubspot_event_timeline")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} ({self.created_at:%Y-%m-%d %H:%M})"
+
+
+class HubSpotRefreshHour(models.Model):
+    """How many refreshes succeeded and failed in one hour, over every connection."""
+
+    hour = models.DateTimeField(_("hour"), unique=True)
+    refreshed = models.PositiveIntegerField(_("refreshed"), default=0)
+    failed = models.PositiveIntegerField(_("failed"), default=0)
+    needs_reauth = models.PositiveIntegerField(_("needs re-auth"), default=0)
+
+    class Meta:
+        verbose_name = _("refreshes in one hour")
+        verbose_name_plural = _("refreshes per hour")
+        ordering = ("-hour",)
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H:00}: {self.refreshed} refreshed, {self.failed} failed"

@@ -17,7 +17,7 @@ from typing import Any
 
 from celery import shared_task
 
-from .tokens import refresh_expiring_tokens
+from .batch import refresh_expiring_tokens
 
 
 @shared_task(name="hubspot_connect.tasks.refresh_hubspot_tokens", ignore_result=False)  # type: ignore[untyped-decorator]

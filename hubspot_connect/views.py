@@ -4,37 +4,37 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import quote
 
 from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBase,
+    HttpResponseRedirect,
+    QueryDict,
+)
 from django.shortcuts import render, resolve_url
 from django.urls import reverse
 from django.utils.decorators import method_decorator
 from django.utils.functional import Promise
-from django.utils.module_loading import import_string
 from django.utils.translation import gettext_lazy as _
 from django.views import View
 from django.views.decorators.cache import never_cache
 
 from .client import get_client
-from .conf import DEFAULT_PERMISSION, app_settings
+from .compat import login_not_required
+from .conf import app_settings
+from .connect import connect_portal
 from .exceptions import HubSpotOAuthError, HubSpotUnavailable, InvalidGrant, StateError
+from .permissions import has_connect_permission
+from .sensitive import secret
 from .state import consume_state, issue_state, safe_next_url
-from .tokens import connect_portal
 
 logger = logging.getLogger("hubspot_connect.views")
 StrOrPromise = str | Promise
-
-
-def has_connect_permission(request: HttpRequest) -> bool:
-    """Whether the user may connect a portal, per HUBSPOT_CONNECT_PERMISSION."""
-    path = app_settings.CONNECT_PERMISSION
-    if path:
-        check = import_string(path)
-        return bool(check(request))
-    return bool(request.user.is_authenticated and request.user.has_perm(DEFAULT_PERMISSION))
 
 
 def redirect_uri_for(request: HttpRequest) -> str:
@@ -43,7 +43,11 @@ def redirect_uri_for(request: HttpRequest) -> str:
     )
 
 
+# Both views check who may connect themselves (HUBSPOT_CONNECT_PERMISSION), so they opt
+# out of Django 5.1's LoginRequiredMiddleware: its login redirect would carry the callback
+# URL, authorization code included, into the login page's ``next``.
 @method_decorator(never_cache, name="dispatch")
+@method_decorator(login_not_required, name="dispatch")
 class ConnectView(View):
     """Start the flow: remember a fresh ``state`` and send the browser to HubSpot."""
 
@@ -64,6 +68,7 @@ class ConnectView(View):
 
 
 @method_decorator(never_cache, name="dispatch")
+@method_decorator(login_not_required, name="dispatch")
 class CallbackView(View):
     """Finish the flow: check ``state`` first, then exchange the code and store the tokens."""
 
@@ -76,7 +81,8 @@ class CallbackView(View):
             if len(values) > 1:
                 return self.fail(request, 400, _("The callback repeats the %s parameter.") % name)
             if values:
-                params[name] = values[0]
+                params[name] = secret(values[0]) if name in ("state", "code") else values[0]
+        _scrub(request, [params.get("code", ""), params.get("state", "")])
         try:
             flow = consume_state(request, params.get("state"))
         except StateError as exc:
@@ -150,6 +156,27 @@ class CallbackView(View):
         return _logged(
             render(request, "hubspot_connect/callback_error.html", context, status=status)
         )
+
+
+def _scrub(request: HttpRequest, values: list[str]) -> None:
+    """Remove the code and state from the request once read.
+
+    An error report (Django's DEBUG page, the admin error email) prints the request's GET
+    parameters and every META value (QUERY_STRING, and a server's RAW_URI or REQUEST_URI);
+    after this they show ``[redacted]`` in their place.
+    """
+    query = request.GET.copy()
+    for name in ("code", "state"):
+        if name in query:
+            query.setlist(name, ["[redacted]"] * len(query.getlist(name)))
+    hidden = [form for value in values if value for form in {value, quote(value, safe="")}]
+    for key, value in list(request.META.items()):
+        if isinstance(value, str) and any(form in value for form in hidden):
+            for form in hidden:
+                value = value.replace(form, "[redacted]")
+            request.META[key] = value
+    request.META["QUERY_STRING"] = query.urlencode(safe="[]")
+    request.GET = QueryDict(request.META["QUERY_STRING"])
 
 
 def _logged(response: HttpResponse) -> HttpResponse:

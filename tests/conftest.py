@@ -1,11 +1,12 @@
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import Permission, User
+from django.dispatch import Signal
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -65,3 +66,23 @@ def make_connection(db: None, fake_hubspot: FakeHubSpot) -> Callable[..., HubSpo
         return HubSpotConnection.objects.create(**values)
 
     return make
+
+
+@pytest.fixture
+def received() -> Iterator[Callable[[Signal], list[dict[str, Any]]]]:
+    """Collects what a signal sends: ``calls = received(signal)``."""
+    connected: list[tuple[Signal, Callable[..., None]]] = []
+
+    def listen(signal: Signal) -> list[dict[str, Any]]:
+        calls: list[dict[str, Any]] = []
+
+        def receiver(**kwargs: Any) -> None:
+            calls.append(kwargs)
+
+        signal.connect(receiver, weak=False)
+        connected.append((signal, receiver))
+        return calls
+
+    yield listen
+    for signal, receiver in connected:
+        signal.disconnect(receiver)

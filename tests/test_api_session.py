@@ -9,11 +9,12 @@ import pytest
 import requests
 import responses
 
-from hubspot_connect.client import USER_AGENT
 from hubspot_connect.exceptions import NeedsReauth, PortalDisconnected, UnknownPortal
 from hubspot_connect.models import HubSpotConnection
+from hubspot_connect.refresh import refresh_connection
 from hubspot_connect.testing import FakeHubSpot
-from hubspot_connect.tokens import HubSpotSession, api_session, refresh_connection
+from hubspot_connect.tokens import HubSpotSession, api_session
+from hubspot_connect.transport import USER_AGENT
 
 pytestmark = pytest.mark.django_db
 

@@ -21,10 +21,11 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
+from hubspot_connect.batch import refresh_expiring_tokens
 from hubspot_connect.exceptions import HubSpotOAuthError, HubSpotUnavailable, NeedsReauth
 from hubspot_connect.models import HubSpotConnection
 from hubspot_connect.testing import FakeHubSpot, Fault
-from hubspot_connect.tokens import get_access_token, refresh_expiring_tokens
+from hubspot_connect.tokens import get_access_token
 from tests.hardening.recorder import HandleRecorder
 
 SEEDS = range(20)

@@ -1,5 +1,6 @@
+from hubspot_connect.batch import refresh_expiring_tokens
 from hubspot_connect.models import HubSpotConnection
-from hubspot_connect.tokens import get_access_token, refresh_expiring_tokens
+from hubspot_connect.tokens import get_access_token
 
 
 def test_connect_refresh_and_read(connect_portal_via_views, fake_hubspot, connector):

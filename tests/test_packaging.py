@@ -153,7 +153,7 @@ def test_sdist_and_wheel_contents(tmp_path: Path) -> None:
     assert "Requires-Python: >=3.10" in metadata
     for django in SUPPORTED_DJANGO:
         assert f"Classifier: Framework :: Django :: {django}" in metadata
-    assert "hubspot_connect = hubspot_connect.pytest_plugin" in archive_entry_points(wheel)
+    assert "hubspot_connect = hubspot_connect.testing.pytest_plugin" in archive_entry_points(wheel)
 
     twine = Path(sys.executable).with_name("twine")
     if twine.exists():

@@ -14,9 +14,11 @@ import pytest
 from django.db import connection as db
 from django.test.utils import CaptureQueriesContext
 
+from hubspot_connect.batch import refresh_expiring_tokens
 from hubspot_connect.models import HubSpotConnection
+from hubspot_connect.refresh import refresh_connection
 from hubspot_connect.testing import FakeHubSpot
-from hubspot_connect.tokens import get_access_token, refresh_connection, refresh_expiring_tokens
+from hubspot_connect.tokens import get_access_token
 
 MakeConnection = Callable[..., HubSpotConnection]
 

@@ -32,13 +32,14 @@ from django.test import Client, override_settings
 from django.urls import reverse
 from django.utils import timezone
 
+from hubspot_connect.batch import refresh_expiring_tokens
 from hubspot_connect.exceptions import (
     HubSpotConnectError,
     TokenDecryptionError,
 )
 from hubspot_connect.models import HubSpotConnection
 from hubspot_connect.testing import FakeHubSpot
-from hubspot_connect.tokens import api_session, get_access_token, refresh_expiring_tokens
+from hubspot_connect.tokens import api_session, get_access_token
 from tests.hardening.recorder import HandleRecorder
 from tests.hardening.server import serve
 

@@ -37,7 +37,7 @@ class Migration(migrations.Migration):
                 ('lease_expires_at', models.DateTimeField(blank=True, null=True, verbose_name='refresh lease until')),
                 ('created_at', models.DateTimeField(auto_now_add=True, verbose_name='connected on')),
                 ('updated_at', models.DateTimeField(auto_now=True, verbose_name='updated')),
-                ('connected_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='hubspot_connections', to=settings.AUTH_USER_MODEL, verbose_name='connected by')),
+                ('connected_by', models.ForeignKey(blank=True, db_constraint=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='hubspot_connections', to=settings.AUTH_USER_MODEL, verbose_name='connected by')),
             ],
             options={
                 'verbose_name': 'HubSpot connection',

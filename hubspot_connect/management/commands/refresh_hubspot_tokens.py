@@ -8,14 +8,14 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
 
-from hubspot_connect.models import HubSpotConnection
-from hubspot_connect.tokens import (
+from hubspot_connect.batch import (
     FAILED,
     REAUTH,
     SKIPPED,
     WOULD_REFRESH,
     refresh_expiring_tokens,
 )
+from hubspot_connect.models import HubSpotConnection
 
 logger = logging.getLogger("hubspot_connect")
 

@@ -4,7 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from hubspot_connect.tokens import rotate_encryption_key
+from hubspot_connect.rotation import rotate_encryption_key
 
 
 class Command(BaseCommand):

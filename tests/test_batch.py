@@ -1,0 +1,249 @@
+"""hubspot_connect.batch: refresh_expiring_tokens, its summary and backoff."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.test import override_settings
+
+from hubspot_connect.batch import (
+    FAILED,
+    REFRESHED,
+    SKIPPED,
+    WOULD_REFRESH,
+    RefreshSummary,
+    backoff_delay,
+    refresh_expiring_tokens,
+)
+from hubspot_connect.connect import disconnect_connection
+from hubspot_connect.models import HubSpotConnection
+from hubspot_connect.testing import FakeHubSpot
+from tests.helpers import OTHER_KEY, MakeConnection, stored
+
+pytestmark = pytest.mark.django_db
+
+
+def test_summary_line() -> None:
+    summary = RefreshSummary(refreshed=3, skipped=2, needs_reauth=1, failed=4, awaiting_reauth=5)
+    assert str(summary) == (
+        "refreshed 3, skipped 2 (refreshed elsewhere), needs re-auth 1, failed 4; "
+        "5 portal(s) await reconnection"
+    )
+    assert not summary.ok
+    assert RefreshSummary(refreshed=1, skipped=1, awaiting_reauth=2).ok
+    assert not RefreshSummary(needs_reauth=1).ok
+    assert str(RefreshSummary(dry_run=True, selected=7)).startswith("would refresh 7;")
+
+
+def test_backoff_grows_with_jitter_and_honours_retry_after() -> None:
+    for attempt in range(6):
+        delays = {backoff_delay(attempt, None, base=1.0, cap=30.0) for _ in range(20)}
+        ceiling = min(30.0, 2.0**attempt)
+        assert all(ceiling / 2 <= delay <= ceiling for delay in delays)
+        assert len(delays) > 1  # jitter
+    assert backoff_delay(0, 12.0, base=1.0, cap=30.0) == 12.0
+    assert backoff_delay(0, 500.0, base=1.0, cap=30.0) == 60.0  # bounded
+    assert backoff_delay(5000, None, base=1.0, cap=30.0) <= 30.0  # no overflow
+
+
+def test_batch_refreshes_only_active_connections_that_expire(
+    make_connection: MakeConnection, fake_hubspot: FakeHubSpot
+) -> None:
+    due = make_connection(1, expires_in=600)
+    fresh = make_connection(2, expires_in=1700)
+    make_connection(3, expires_in=60, status="needs_reauth")
+    make_connection(4, expires_in=60, status="disconnected")
+    no_expiry = make_connection(5, expires_in=0, expires_at=None)
+
+    summary = refresh_expiring_tokens(within=timedelta(seconds=900), concurrency=1)
+
+    assert (summary.refreshed, summary.skipped, summary.failed, summary.needs_reauth) == (
+        2,
+        0,
+        0,
+        0,
+    )
+    assert summary.awaiting_reauth == 1
+    assert summary.ok
+    assert stored(due).access_token != due.access_token
+    assert stored(no_expiry).expires_at is not None
+    assert stored(fresh).access_token == fresh.access_token
+    assert fake_hubspot.refresh_calls() == 2
+
+
+def test_batch_portal_filter_and_force(
+    make_connection: MakeConnection, fake_hubspot: FakeHubSpot
+) -> None:
+    one = make_connection(1, expires_in=1700)
+    two = make_connection(2, expires_in=1700)
+    summary = refresh_expiring_tokens(portals=[1], force=True, concurrency=1)
+    assert summary.refreshed == 1
+    assert stored(one).access_token != one.access_token
+    assert stored(two).access_token == two.access_token
+
+
+def test_batch_dry_run_changes_nothing(
+    make_connection: MakeConnection, fake_hubspot: FakeHubSpot
+) -> None:
+    make_connection(1, expires_in=60)
+    make_connection(2, expires_in=120)
+    make_connection(3, status="needs_reauth")
+    seen: list[tuple[int, str]] = []
+    summary = refresh_expiring_tokens(
+        dry_run=True, progress=lambda item, outcome, error: seen.append((item.portal_id, outcome))
+    )
+    assert seen == [(1, WOULD_REFRESH), (2, WOULD_REFRESH)]
+    assert (summary.selected, summary.refreshed, summary.awaiting_reauth) == (2, 0, 1)
+    assert fake_hubspot.requests == []
+
+
+def test_batch_retries_transient_failures_with_backoff(
+    make_connection: MakeConnection, fake_hubspot: FakeHubSpot
+) -> None:
+    make_connection(expires_in=60)
+    fake_hubspot.fail("status", status=503, times=2)
+    sleeps: list[float] = []
+    summary = refresh_expiring_tokens(
+        concurrency=1, retries=3, backoff_base=0.5, backoff_cap=4, sleep=sleeps.append
+    )
+    assert summary.refreshed == 1
+    assert len(sleeps) == 2
+    assert 0.25 <= sleeps[0] <= 0.5
+    assert 0.5 <= sleeps[1] <= 1.0
+
+
+def test_batch_honours_retry_after(
+    make_connection: MakeConnection, fake_hubspot: FakeHubSpot
+) -> None:
+    make_connection(expires_in=60)
+    fake_hubspot.fail("status", status=429, retry_after=7)
+    sleeps: list[float] = []
+    summary = refresh_expiring_tokens(concurrency=1, backoff_base=0.01, sleep=sleeps.append)
+    assert summary.refreshed == 1
+    assert sleeps == [7.0]
+
+
+def test_batch_gives_up_after_the_retries(
+    make_connection: MakeConnection, fake_hubspot: FakeHubSpot
+) -> None:
+    connection = make_connection(expires_in=60)
+    fake_hubspot.fail("timeout", times=10)
+    sleeps: list[float] = []
+    outcomes: list[str] = []
+    summary = refresh_expiring_tokens(
+        concurrency=1,
+        retries=2,
+        sleep=sleeps.append,
+        progress=lambda item, outcome, error: outcomes.append(outcome),
+    )
+    assert (summary.failed, summary.refreshed) == (1, 0)
+    assert not summary.ok
+    assert len(sleeps) == 2
+    assert outcomes == [FAILED]
+    assert stored(connection).refresh_failures == 3
+
+
+def test_batch_counts_needs_reauth_and_does_not_retry_it(
+    make_connection: MakeConnection, fake_hubspot: FakeHubSpot
+) -> None:
+    make_connection(1, expires_in=60)
+    make_connection(2, expires_in=60)
+    fake_hubspot.revoke_all(1)
+    sleeps: list[float] = []
+    summary = refresh_expiring_tokens(concurrency=1, sleep=sleeps.append)
+    assert (summary.refreshed, summary.needs_reauth, summary.awaiting_reauth) == (1, 1, 1)
+    assert not summary.ok
+    assert sleeps == []
+    again = refresh_expiring_tokens(concurrency=1)
+    assert (again.refreshed, again.needs_reauth, again.awaiting_reauth) == (0, 0, 1)
+    assert again.ok
+
+
+@override_settings(HUBSPOT_CLIENT_SECRET="not-the-secret-hubspot-knows")
+def test_batch_does_not_retry_a_rejected_client(
+    make_connection: MakeConnection, fake_hubspot: FakeHubSpot
+) -> None:
+    make_connection(expires_in=60)
+    sleeps: list[float] = []
+    summary = refresh_expiring_tokens(concurrency=1, sleep=sleeps.append)
+    assert summary.failed == 1
+    assert sleeps == []
+
+
+def test_batch_skips_a_row_disconnected_meanwhile(
+    make_connection: MakeConnection, fake_hubspot: FakeHubSpot
+) -> None:
+    first = make_connection(1, expires_in=60)
+    second = make_connection(2, expires_in=120)
+    outcomes: list[tuple[int, str]] = []
+
+    def progress(item: Any, outcome: str, error: Any) -> None:
+        outcomes.append((item.portal_id, outcome))
+        if item.portal_id == first.portal_id:
+            disconnect_connection(stored(second), revoke=False)
+
+    summary = refresh_expiring_tokens(concurrency=1, progress=progress)
+    assert outcomes == [(1, REFRESHED), (2, SKIPPED)]
+    assert (summary.refreshed, summary.skipped) == (1, 1)
+    assert summary.ok
+
+
+def test_batch_isolates_a_row_that_cannot_be_decrypted(
+    make_connection: MakeConnection, fake_hubspot: FakeHubSpot, settings: Any
+) -> None:
+    good = make_connection(1, expires_in=60)
+    with override_settings(FIELD_ENCRYPTION_KEY=OTHER_KEY):
+        bad = make_connection(2, expires_in=60)
+    outcomes: list[tuple[Any, str]] = []
+    summary = refresh_expiring_tokens(
+        concurrency=1, progress=lambda item, outcome, error: outcomes.append((item, outcome))
+    )
+    assert (summary.refreshed, summary.failed) == (1, 1)
+    assert (bad.pk, FAILED) in outcomes
+    assert stored(good).access_token != good.access_token
+    failed = HubSpotConnection.objects.filter(pk=bad.pk).values("refresh_failures", "last_error")
+    assert failed[0]["refresh_failures"] == 1
+    assert "FIELD_ENCRYPTION_KEY" in failed[0]["last_error"]
+
+
+def test_batch_counts_an_unexpected_error_as_failed(
+    make_connection: MakeConnection, fake_hubspot: FakeHubSpot, caplog: Any
+) -> None:
+    make_connection(expires_in=60)
+
+    def explode(endpoint: str) -> None:
+        raise RuntimeError("boom")
+
+    fake_hubspot.fault_plan = explode
+    summary = refresh_expiring_tokens(concurrency=1)
+    assert summary.failed == 1
+    assert "unexpected error" in caplog.text
+
+
+@pytest.mark.django_db(transaction=True)
+def test_batch_threads_survive_a_failing_progress_callback(
+    make_connection: MakeConnection, fake_hubspot: FakeHubSpot
+) -> None:
+    # Threads on the in-memory test database may meet "table is locked" (shared-cache
+    # SQLite); what matters here is that every row is processed and nothing hangs.
+    # tests/test_concurrency.py runs the threads on file SQLite and PostgreSQL.
+    for portal in range(1, 11):
+        make_connection(portal, expires_in=60)
+
+    def progress(item: Any, outcome: str, error: Any) -> None:
+        raise OSError("stdout is gone")
+
+    summary = refresh_expiring_tokens(concurrency=2, progress=progress)
+    assert summary.done == 10
+    assert max(fake_hubspot.refresh_calls_by_token().values()) == 1
+
+
+def test_batch_dry_run_without_progress(
+    make_connection: MakeConnection, fake_hubspot: FakeHubSpot
+) -> None:
+    make_connection(expires_in=60)
+    summary = refresh_expiring_tokens(dry_run=True)
+    assert (summary.selected, summary.refreshed) == (1, 0)
+    assert fake_hubspot.requests == []
