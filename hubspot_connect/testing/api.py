@@ -11,6 +11,12 @@ if TYPE_CHECKING:
     from .fake import FakeHubSpot
 
 
+ACCOUNT_DETAILS = ("/account-info/2026-03/details", "/account-info/v3/details")
+CONTACTS = ("/crm/objects/2026-03/contacts", "/crm/v3/objects/contacts")
+#: The API paths the fake answers: HubSpot's dated paths, and the undated v3 ones.
+PATHS = (*ACCOUNT_DETAILS, *CONTACTS)
+
+
 def answer(
     fake: FakeHubSpot,
     data: dict[str, Any],
@@ -28,7 +34,7 @@ def answer(
         return error_response(401, "EXPIRED_AUTHENTICATION", "The OAuth token used has expired.")
     portal_id = grant["portal_id"]
     portal = fake.portals.get(portal_id, {})
-    if path == "/account-info/v3/details":
+    if path in ACCOUNT_DETAILS:
         return json_response(
             200,
             {

@@ -3,7 +3,7 @@
 It speaks HubSpot's wire format (the dated ``/oauth/{version}/token`` endpoints with
 form bodies, HubSpot-shaped error bodies) with single-use, expiring authorization
 codes, expiring access tokens, refresh, introspect and revoke, plus two small API
-endpoints (``GET /account-info/v3/details`` and ``GET /crm/v3/objects/contacts``)
+endpoints (``GET /account-info/2026-03/details``, ``GET /crm/objects/2026-03/contacts``)
 and switches to inject failures. One implementation, :meth:`FakeHubSpot.handle`,
 serves every transport: ``responses`` in tests (:meth:`FakeHubSpot.start`), Django
 views in the demo (``hubspot_connect.fake_server``), and a real HTTP server for other
@@ -258,7 +258,7 @@ class FakeHubSpot:
             return "introspect"
         if method == "POST" and path == prefix + "/revoke":
             return "revoke"
-        if method == "GET" and path in ("/account-info/v3/details", "/crm/v3/objects/contacts"):
+        if method == "GET" and path in api.PATHS:
             return "api"
         return "unknown"
 
