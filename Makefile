@@ -6,8 +6,12 @@ STAMP := $(VENV)/.installed
 DEMO_STAMP := $(VENV)/.demo-installed
 PYTEST_ARGS ?=
 TOX_ARGS ?=
+# Host-site variants (tests/sites/<name>.py) that need nothing but SQLite; `make test`
+# runs tests/sites in each. `make test SITES=` skips them (quicker while developing).
+SITES ?= custom_user naive_datetimes atomic_requests router i18n i18n_fixed_redirect login_required
+MARIADB_URL ?= mysql://root@127.0.0.1:3306/hubspot
 
-.PHONY: demo test test-postgres test-browser lint typecheck format check-migrations bench test-matrix dist docs clean
+.PHONY: demo test test-sites test-postgres test-mariadb test-browser lint typecheck format check-migrations bench test-matrix dist docs clean
 
 $(STAMP): setup.cfg pyproject.toml requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,10 +30,32 @@ demo: $(DEMO_STAMP)
 	$(PY) example_project/demo.py
 
 # coverage run (not pytest-cov): the app's pytest plugin is imported before pytest-cov starts.
+# The whole suite, then tests/sites once per host-site variant; coverage of all runs.
 test: $(STAMP)
 	$(PY) -m coverage erase
-	$(PY) -m coverage run -m pytest $(PYTEST_ARGS)
+	$(PY) -m coverage run -p -m pytest $(PYTEST_ARGS)
+	@for site in $(SITES); do \
+	  echo "=== host site: tests.sites.$$site"; \
+	  $(PY) -m coverage run -p -m pytest -q tests/sites --ds=tests.sites.$$site || exit 1; \
+	done
+	$(PY) -m coverage combine -q
 	$(PY) -m coverage report --fail-under=95
+
+test-sites: $(STAMP)
+	@for site in $(SITES); do \
+	  echo "=== host site: tests.sites.$$site"; \
+	  $(PY) -m pytest -q tests/sites --ds=tests.sites.$$site $(PYTEST_ARGS) || exit 1; \
+	done
+
+# MariaDB/MySQL: the host-site tests on it, then the whole suite. mysqlclient is built from
+# source: it needs Debian's libmariadb-dev and pkg-config (.ci/run installs them).
+$(VENV)/.mysqlclient: $(STAMP)
+	$(PY) -m pip install --quiet 'mysqlclient>=2.2'
+	@touch $@
+
+test-mariadb: $(VENV)/.mysqlclient
+	MARIADB_URL=$(MARIADB_URL) $(PY) -m pytest -q tests/sites --ds=tests.sites.mariadb
+	DATABASE_URL=$(MARIADB_URL) MARIADB_URL=$(MARIADB_URL) $(PY) -m pytest -q -m "not browser" $(PYTEST_ARGS)
 
 test-postgres: $(STAMP)
 	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres} $(PY) -m pytest $(PYTEST_ARGS)

@@ -54,7 +54,8 @@ def in_caller_transaction(database: BaseDatabaseWrapper) -> bool:
 def _side_connection(alias: str) -> BaseDatabaseWrapper:
     """This thread's autocommit connection to ``alias``.
 
-    Like Django's own connections it is closed at the end of a request once older than
+    With CONN_MAX_AGE = 0 (Django's default) it is closed after each block; otherwise it
+    is kept like Django's own connections, closed at the end of a request once older than
     CONN_MAX_AGE, and replaced when a query on it failed and it no longer answers.
     """
     cached: dict[str, BaseDatabaseWrapper] = _local.__dict__.setdefault("side", {})
@@ -135,12 +136,15 @@ class Durable:
             yield
             return
         caller = connections[self.alias]
+        side = _side_connection(self.alias)
         try:
-            connections[self.alias] = _side_connection(self.alias)
+            connections[self.alias] = side
             try:
                 yield
             finally:
                 connections[self.alias] = caller
+                if side.settings_dict.get("CONN_MAX_AGE", 0) == 0:
+                    side.close()  # the site keeps no connection open: nor do we
         except OperationalError as exc:
             if not fallback or not _is_lock_error(exc):
                 raise

@@ -1,5 +1,6 @@
 """Settings for the test suite: SQLite by default, any database via DATABASE_URL."""
 
+import json
 import os
 
 import environ
@@ -54,6 +55,18 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file database (as the multi-process tests use) must wait for locks, not fail.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 30
 
+
+def apply_child_database_names(databases: dict[str, dict[str, object]]) -> None:
+    """In a child process a test started: use the test databases the parent created
+    (``HOST_SITE_DB_NAMES``, alias -> name)."""
+    for alias, name in json.loads(os.environ.get("HOST_SITE_DB_NAMES", "{}")).items():
+        if alias in databases:
+            databases[alias]["NAME"] = name
+            databases[alias]["TEST"] = {"NAME": name}
+
+
+apply_child_database_names(DATABASES)
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 STATIC_URL = "/static/"
 LOGIN_URL = "/accounts/login/"
@@ -65,6 +78,8 @@ HUBSPOT_CLIENT_SECRET = "test-client-secret-8d1f0c"
 HUBSPOT_SCOPES = ["oauth", "crm.objects.contacts.read"]
 HUBSPOT_OPTIONAL_SCOPES = ["crm.objects.deals.read"]
 HUBSPOT_REDIRECT_URI = "https://testserver/hubspot/callback/"
+if os.environ.get("HOST_SITE_API_BASE_URL"):  # a child process talking to FakeHubSpotServer
+    HUBSPOT_API_BASE_URL = os.environ["HOST_SITE_API_BASE_URL"]
 
 LOGGING = {
     "version": 1,

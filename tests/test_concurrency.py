@@ -1,15 +1,17 @@
-"""No double refresh across processes, on a file SQLite database and on PostgreSQL.
+"""No double refresh across processes, on a file SQLite database, PostgreSQL and MariaDB.
 
 Child processes run ``manage.py refresh_hubspot_tokens`` (as ``python -m django``) and the
 steps of ``tests/concurrency/scenario.py`` against one shared database. They all talk
 to one FakeHubSpot served over real HTTP from this process, which counts every refresh
 of every refresh token. The PostgreSQL variant creates a fresh database on
 postgres://postgres@127.0.0.1:5432 (or DATABASE_URL's server) and drops it afterwards;
-it is skipped when no PostgreSQL server answers.
+it is skipped when no PostgreSQL server answers; the MariaDB (or MySQL) variant does the
+same on mysql://root@127.0.0.1:3306 (or MARIADB_URL's server).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -31,6 +33,7 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = "tests.concurrency.settings"
 PG_DEFAULT = "postgres://postgres@127.0.0.1:5432/postgres"
+MARIADB_DEFAULT = "mysql://root@127.0.0.1:3306/mysql"
 
 
 # -- FakeHubSpot over real HTTP ---------------------------------------------------------------
@@ -57,8 +60,51 @@ def _postgres_server() -> str | None:
         return None
 
 
+def _mariadb_server() -> str | None:
+    url = os.environ.get("MARIADB_URL") or MARIADB_DEFAULT
+    try:
+        import MySQLdb
+
+        parts = urlsplit(url)
+        MySQLdb.connect(
+            host=parts.hostname or "127.0.0.1",
+            port=parts.port or 3306,
+            user=parts.username or "root",
+            password=parts.password or "",
+            connect_timeout=2,
+        ).close()
+    except Exception:
+        return None
+    return url
+
+
+@contextlib.contextmanager
+def _mariadb_database(server: str) -> Iterator[str]:
+    import MySQLdb
+
+    parts = urlsplit(server)
+    name = f"hubspot_concurrency_{uuid.uuid4().hex[:12]}"
+    admin = MySQLdb.connect(
+        host=parts.hostname or "127.0.0.1",
+        port=parts.port or 3306,
+        user=parts.username or "root",
+        password=parts.password or "",
+    )
+    try:
+        admin.cursor().execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+        yield urlunsplit(parts._replace(path=f"/{name}"))
+    finally:
+        admin.cursor().execute(f"DROP DATABASE IF EXISTS `{name}`")
+        admin.close()
+
+
 @pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+    scope="module",
+    params=[
+        "sqlite",
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("mariadb", marks=pytest.mark.mariadb),
+    ],
 )
 def database(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -68,6 +114,14 @@ def database(
         url = f"sqlite:///{path}"
         _migrate(url)
         yield url
+        return
+    if request.param == "mariadb":
+        mariadb = _mariadb_server()
+        if mariadb is None:
+            pytest.skip("no MariaDB server on 127.0.0.1:3306 (or MARIADB_URL)")
+        with _mariadb_database(mariadb) as url:
+            _migrate(url)
+            yield url
         return
     server = _postgres_server()
     if server is None:

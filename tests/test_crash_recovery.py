@@ -1,12 +1,14 @@
 """A refresh process killed with SIGKILL at any point loses no tokens and strands no row.
 
-Real processes (``python -m django refresh_hubspot_tokens``) on a temporary SQLite file
-talk over real HTTP to a FakeHubSpot served by this test process. The lease is 2 s, so
-the run after a crash can pick up what the dead one claimed.
+Real processes (``python -m django refresh_hubspot_tokens``) on a temporary SQLite file,
+and on a fresh MariaDB database (skipped when no server answers on 127.0.0.1:3306 or at
+MARIADB_URL), talk over real HTTP to a FakeHubSpot served by this test process. The lease
+is 2 s, so the run after a crash can pick up what the dead one claimed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -17,12 +19,14 @@ import sqlite3
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -49,14 +53,14 @@ class Row:
     expires_at: datetime | None
 
 
-def _env(database: Path, server: FakeHubSpotServer) -> dict[str, str]:
+def _env(database: str, server: FakeHubSpotServer) -> dict[str, str]:
     env = {
         key: value
         for key, value in os.environ.items()
         if key.lower() not in ("http_proxy", "https_proxy", "all_proxy")
     }
     env.update(
-        DATABASE_URL=f"sqlite:///{database}",
+        DATABASE_URL=database,
         HUBSPOT_API_BASE_URL=server.url,
         HUBSPOT_REFRESH_LEASE=str(LEASE),
         NO_PROXY="127.0.0.1,localhost",
@@ -66,36 +70,83 @@ def _env(database: Path, server: FakeHubSpotServer) -> dict[str, str]:
     return env
 
 
-def _parse(value: str | None) -> datetime | None:
+def _parse(value: str | datetime | None) -> datetime | None:
     if value is None:
         return None
-    return datetime.fromisoformat(value).replace(tzinfo=timezone.utc)
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=timezone.utc)  # both store UTC when USE_TZ = True
 
 
-def dump(database: Path) -> dict[int, Row]:
-    with sqlite3.connect(database) as db:
-        rows = db.execute(
-            "SELECT portal_id, access_token, refresh_token, status, lease_expires_at, "
-            "expires_at FROM hubspot_connect_hubspotconnection"
-        ).fetchall()
+DUMP = (
+    "SELECT portal_id, access_token, refresh_token, status, lease_expires_at, "
+    "expires_at FROM hubspot_connect_hubspotconnection"
+)
+
+
+def dump(database: str) -> dict[int, Row]:
+    """The rows as stored, read past Django (SQLite: sqlite3; MariaDB: MySQLdb)."""
+    parts = urlsplit(database)
+    if parts.scheme == "sqlite":
+        with sqlite3.connect(parts.path) as db:
+            rows = db.execute(DUMP).fetchall()
+    else:
+        with contextlib.closing(_mysql(database)) as db:
+            cursor = db.cursor()
+            cursor.execute(DUMP)
+            rows = cursor.fetchall()
     return {
         portal: Row(portal, decrypt(access), decrypt(refresh), status, _parse(lease), _parse(exp))
         for portal, access, refresh, status, lease, exp in rows
     }
 
 
+def _mysql(url: str) -> Any:
+    import MySQLdb
+
+    parts = urlsplit(url)
+    return MySQLdb.connect(
+        host=parts.hostname or "127.0.0.1",
+        port=parts.port or 3306,
+        user=parts.username or "root",
+        password=parts.password or "",
+        database=parts.path.lstrip("/") or None,
+        connect_timeout=2,
+    )
+
+
+def _mariadb_server() -> str | None:
+    url = os.environ.get("MARIADB_URL") or "mysql://root@127.0.0.1:3306/mysql"
+    try:
+        _mysql(url).close()
+    except Exception:
+        return None
+    return url
+
+
 @dataclass
 class Template:
-    """A migrated file database with ``PORTALS`` due for refresh, and the fake's state."""
+    """``PORTALS`` due for refresh, and the fake's state: a migrated file database to copy
+    (SQLite), or the rows to set up in a fresh database (MariaDB)."""
 
-    database: Path
+    backend: str
+    rows: list[dict[str, Any]]
+    database: Path | None
     fake_data: dict[str, Any]
     seeded: dict[int, tuple[str, str]]
 
 
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
-    path = tmp_path_factory.mktemp("crash") / "template.sqlite3"
+def _setup(database: str, rows: list[dict[str, Any]]) -> None:
+    env = {**os.environ, "DATABASE_URL": database, "HUBSPOT_API_BASE_URL": "http://x"}
+    subprocess.run(
+        [sys.executable, str(CHILD), "setup", json.dumps(rows)], env=env, check=True, timeout=120
+    )
+
+
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("mariadb", marks=pytest.mark.mariadb)]
+)
+def template(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Template:
     fake = FakeHubSpot()
     seeded, rows = {}, []
     for portal in PORTALS:
@@ -103,19 +154,21 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
         seeded[portal] = (issued["access_token"], issued["refresh_token"])
         # Due for refresh (and refreshed in portal order) however long the module runs.
         rows.append({**issued, "portal_id": portal, "expires_in": portal % 10})
-    env = {**os.environ, "DATABASE_URL": f"sqlite:///{path}", "HUBSPOT_API_BASE_URL": "http://x"}
-    subprocess.run(
-        [sys.executable, str(CHILD), "setup", json.dumps(rows)], env=env, check=True, timeout=120
-    )
+    path = None
+    if request.param == "sqlite":
+        path = tmp_path_factory.mktemp("crash") / "template.sqlite3"
+        _setup(f"sqlite:///{path}", rows)
+    elif _mariadb_server() is None:
+        pytest.skip("no MariaDB server on 127.0.0.1:3306 (or MARIADB_URL)")
     with fake.store.transaction() as data:
-        return Template(path, copy.deepcopy(data), seeded)
+        return Template(request.param, rows, path, copy.deepcopy(data), seeded)
 
 
 @dataclass
 class Scenario:
     fake: FakeHubSpot
     server: FakeHubSpotServer
-    database: Path
+    database: str
     seeded: dict[int, tuple[str, str]]
 
     def spawn(self) -> subprocess.Popen[bytes]:
@@ -187,11 +240,28 @@ def scenario(template: Template, tmp_path: Path) -> Iterator[Callable[..., Scena
             with fake.store.transaction() as data:
                 data.update(copy.deepcopy(template.fake_data))
             server = stack.enter_context(serve(fake))
-            database = tmp_path / "db.sqlite3"
-            shutil.copy(template.database, database)
+            if template.database is not None:
+                shutil.copy(template.database, tmp_path / "db.sqlite3")
+                database = f"sqlite:///{tmp_path / 'db.sqlite3'}"
+            else:
+                database = stack.enter_context(_mariadb_database())
+                _setup(database, template.rows)
             return Scenario(fake, server, database, template.seeded)
 
         yield make
+
+
+@contextlib.contextmanager
+def _mariadb_database() -> Iterator[str]:
+    server = _mariadb_server()
+    assert server is not None
+    name = f"hubspot_crash_{uuid.uuid4().hex[:12]}"
+    with contextlib.closing(_mysql(server)) as admin:
+        admin.cursor().execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+        try:
+            yield urlunsplit(urlsplit(server)._replace(path=f"/{name}"))
+        finally:
+            admin.cursor().execute(f"DROP DATABASE IF EXISTS `{name}`")
 
 
 def _kill(child: subprocess.Popen[bytes]) -> None:
