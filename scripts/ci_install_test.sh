@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Install the built wheel into a stranger's brand-new Django site, following README.rst's
-# "Installation" section to the letter, and connect a portal against FakeHubSpot.
+# "Installation" section to the letter, connect a portal against FakeHubSpot, and run the
+# test examples of docs/testing.rst as the site's own tests.
 #
 #   bash scripts/ci_install_test.sh            # what .ci/run calls
 #   PYTHON=python3.13 bash scripts/ci_install_test.sh
 #   KEEP=1 bash scripts/ci_install_test.sh     # keep the site for a look afterwards
 #
-# README=path tests another copy of the README (to see that a broken step fails).
+# README=path tests another copy of the README (to see that a broken step fails), and
+# TESTING_DOC=path another copy of docs/testing.rst, whose test examples run as the site's
+# own tests.
 # PYTHON picks the stranger's interpreter (default python3); pip then picks the newest
 # Django that interpreter supports, as it would for a stranger. DJANGO (e.g. "Django<5")
 # pins it instead.
@@ -62,6 +65,7 @@ mkdir "$WORK/site"
 # Python, in the stranger's virtualenv; it prints its own step headings.
 STEP="the README's steps and the connect flow (see the last heading above)"
 "$VENV_PY" "$ROOT/scripts/install_test_site.py" \
-  --readme "${README:-$ROOT/README.rst}" --site "$WORK/site" --project mysite --readme-tests
+  --readme "${README:-$ROOT/README.rst}" --site "$WORK/site" --project mysite \
+  --doc-tests "${TESTING_DOC:-$ROOT/docs/testing.rst}"
 
 printf '\n--- [install test] passed in %ss ---\n' "$((SECONDS - START))"

@@ -16,9 +16,10 @@ does what a person would:
 Other environment variables the settings read (``os.environ["..."]``) get test values.
 Then: ``manage.py check`` (no unexpected messages), the connect flow and the refresh
 command against FakeHubSpot (``install_test_flow.py``), ``manage.py
-refresh_hubspot_tokens`` as a real process, and, with ``--readme-tests``, the python
-blocks that define tests in the section "Testing your own code with FakeHubSpot", as
-the site's own pytest tests. A missing or wrong README step makes one of these fail.
+refresh_hubspot_tokens`` as a real process, and, with ``--doc-tests docs/testing.rst``,
+the python blocks of that page that define tests ("Testing your own code with
+FakeHubSpot"), as the site's own pytest tests. A missing or wrong step in the README or
+that page makes one of these fail.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def step(title: str) -> None:
 class Block:
     language: str  # "python", "html+django", "" for a literal block, "key-command", ...
     text: str
-    line: int  # line of README.rst where the block's content starts
+    line: int  # line of the file (README.rst, a docs page) where the block's content starts
 
 
 def section(readme: str, title: str) -> tuple[list[str], int]:
@@ -245,19 +246,22 @@ def install(readme: str, site: Path, project: str, env: dict[str, str]) -> list[
     return templates
 
 
-def readme_tests(readme: str, site: Path, project: str, env: dict[str, str]) -> None:
-    title = "Testing your own code with FakeHubSpot"
-    step(f"README.rst: {title!r}, as the site's own pytest tests")
-    lines, first_line = section(readme, title)
+def doc_tests(page: Path, site: Path, project: str, env: dict[str, str]) -> None:
+    """Run the python blocks of ``page`` that define tests (pytest functions or Django
+    ``TestCase`` classes), as the site's own pytest tests."""
+    step(f"{page.name}: its test examples, as the site's own pytest tests")
+    lines = page.read_text().splitlines()
     code = [
         block
-        for block in blocks_of(lines, first_line)
-        if block.language == "python" and re.search(r"^def test_", block.text, re.MULTILINE)
+        for block in blocks_of(lines, 1)
+        if block.language == "python"
+        and re.search(r"^(def test_|class \w+\(TestCase\))", block.text, re.MULTILINE)
     ]
     if not code:
-        raise StepFailed(f"The section {title!r} has no python block with a test.")
+        raise StepFailed(f"{page} has no python block with a test.")
+    print(f"{len(code)} blocks with tests, at {page.name} lines {[b.line for b in code]}")
     run([sys.executable, "-m", "pip", "install", "--quiet", "pytest", "pytest-django"], site, env)
-    test_file = site / "test_readme_examples.py"
+    test_file = site / "test_doc_examples.py"
     test_file.write_text("\n\n".join(block.text for block in code))
     (site / "pytest.ini").write_text(
         f"[pytest]\nDJANGO_SETTINGS_MODULE = {project}.settings\n"
@@ -265,7 +269,7 @@ def readme_tests(readme: str, site: Path, project: str, env: dict[str, str]) -> 
     )
     output = run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], site, env)
     if not re.search(r"\b\d+ passed\b", output) or re.search(r"\b(failed|error)", output):
-        raise StepFailed("The README's example tests did not pass.")
+        raise StepFailed(f"The test examples of {page} did not pass.")
 
 
 def main() -> int:
@@ -280,9 +284,11 @@ def main() -> int:
         help="A system check id `manage.py check` may report (repeatable).",
     )
     parser.add_argument(
-        "--readme-tests",
-        action="store_true",
-        help="Also run the README's FakeHubSpot examples with pytest (installs pytest).",
+        "--doc-tests",
+        type=Path,
+        metavar="PAGE",
+        help="Also run the test examples of this page (docs/testing.rst) with pytest "
+        "(installs pytest).",
     )
     args = parser.parse_args()
     site: Path = args.site.resolve()
@@ -324,8 +330,8 @@ def main() -> int:
     if not re.search(r"refreshed 0\b.*failed 0\b", output):
         raise StepFailed(f"Unexpected summary from refresh_hubspot_tokens: {output!r}")
 
-    if args.readme_tests:
-        readme_tests(readme, site, args.project, env)
+    if args.doc_tests:
+        doc_tests(args.doc_tests.resolve(), site, args.project, env)
     return 0
 
 
