@@ -1,4 +1,7 @@
-"""The example site: a home page listing connected portals, and a "Call HubSpot" button."""
+"""The example site: a home page listing connected portals, and a "Call HubSpot" button.
+
+Each user sees and calls only the portals they may (:func:`portals_for`): copy that.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,8 @@ from typing import Any
 import requests
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.db.models import QuerySet
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
@@ -29,9 +33,27 @@ logger = logging.getLogger("example_project")
 
 #: What the "Call HubSpot" button can ask for: choice -> (label, path).
 CALLS = {
-    "account": (_("Account details"), "/account-info/v3/details"),
-    "contacts": (_("First 5 contacts"), "/crm/v3/objects/contacts?limit=5"),
+    "account": (_("Account details"), "/account-info/2026-03/details"),
+    "contacts": (_("First 5 contacts"), "/crm/objects/2026-03/contacts?limit=5"),
 }
+
+#: Who may see and use every connected portal, not only the ones they connected.
+VIEW_ALL_PORTALS = "hubspot_connect.view_hubspotconnection"
+
+
+def portals_for(user: Any) -> QuerySet[HubSpotConnection]:
+    """The connections ``user`` (``request.user``) may see and call HubSpot as.
+
+    Everyone's with the "view HubSpot connection" permission, else those they connected.
+    Filtered on ``connected_by_id``, never by joining the user table: a site may keep
+    users on another database than the connections.
+    """
+    connections = HubSpotConnection.objects.all()
+    if not user.is_authenticated:
+        return connections.none()
+    if user.has_perm(VIEW_ALL_PORTALS):
+        return connections
+    return connections.filter(connected_by_id=user.pk)
 
 
 def demo_context(request: HttpRequest) -> dict[str, Any]:
@@ -45,9 +67,7 @@ def demo_context(request: HttpRequest) -> dict[str, Any]:
 def home(request: HttpRequest) -> HttpResponse:
     context: dict[str, Any] = {"calls": CALLS}
     if request.user.is_authenticated:
-        context["connections"] = HubSpotConnection.objects.defer(
-            "access_token", "refresh_token"
-        ).select_related("connected_by")
+        context["connections"] = portals_for(request.user).defer("access_token", "refresh_token")
     return render(request, "home.html", context)
 
 
@@ -55,6 +75,9 @@ def home(request: HttpRequest) -> HttpResponse:
 @require_POST
 def call_hubspot(request: HttpRequest, portal_id: int) -> HttpResponse:
     """Call one HubSpot API as ``portal_id`` and show the answer, or a friendly error."""
+    if not portals_for(request.user).filter(portal_id=portal_id).exists():
+        # Someone else's portal looks exactly like one that does not exist.
+        raise Http404(_("No such portal."))
     choice = request.POST.get("call", "account")
     label, path = CALLS.get(choice, CALLS["account"])
     context: dict[str, Any] = {"portal_id": portal_id, "label": label, "path": path}

@@ -78,8 +78,22 @@ class HubSpotOAuthClient:
         state: str,
         scopes: list[str] | None = None,
         optional_scopes: list[str] | None = None,
+        portal_id: int | None = None,
     ) -> str:
-        """The consent-screen URL to send the user's browser to."""
+        """The consent-screen URL to send the user's browser to.
+
+        With ``portal_id`` the screen opens for that HubSpot account
+        (``…/oauth/{portal_id}/authorize``); the user can still pick another one.
+        """
+        authorize_url = self.authorize_url
+        if portal_id is not None:
+            if isinstance(portal_id, bool) or not isinstance(portal_id, int) or portal_id <= 0:
+                raise ValueError("portal_id must be a positive int.")
+            parts = urlsplit(authorize_url)
+            head, found, tail = parts.path.rpartition("/authorize")
+            if found and tail in ("", "/"):  # insert before the final /authorize segment
+                path = f"{head}/{portal_id}/authorize{tail}"
+                authorize_url = parts._replace(path=path).geturl()
         scopes = app_settings.SCOPES if scopes is None else scopes
         optional = app_settings.OPTIONAL_SCOPES if optional_scopes is None else optional_scopes
         params = [
@@ -90,8 +104,8 @@ class HubSpotOAuthClient:
         if optional:
             params.append(("optional_scope", " ".join(optional)))
         params.append(("state", state))
-        separator = "&" if urlsplit(self.authorize_url).query else "?"
-        return self.authorize_url + separator + urlencode(params, quote_via=quote)
+        separator = "&" if urlsplit(authorize_url).query else "?"
+        return authorize_url + separator + urlencode(params, quote_via=quote)
 
     @sensitive_variables()
     def exchange_code(self, code: str, *, redirect_uri: str) -> TokenResponse:

@@ -9,11 +9,15 @@ and point the app at it::
     HUBSPOT_AUTHORIZE_URL = "http://127.0.0.1:8000/fake-hubspot/oauth/authorize"
     HUBSPOT_API_BASE_URL = "http://127.0.0.1:8000/fake-hubspot/api"
 
-``oauth/authorize`` is the consent screen (a page with Approve and Decline); everything
+``oauth/authorize`` is the consent screen (a page with Approve and Decline), and
+``oauth/<portal_id>/authorize`` the same with that portal preselected; everything
 under ``api/`` (token, introspect, revoke and the two API endpoints) is answered by
 :meth:`FakeHubSpot.handle`, the same code the ``fake_hubspot`` pytest fixture uses.
 State lives in ``HUBSPOT_FAKE_STORE`` (a JSON file path), so it survives runserver's
 reloads and is shared by every process; without it, in this process's memory.
+
+Its views are ``csrf_exempt`` and answer as HubSpot to anyone: system check
+``hubspot_connect.E016`` fails when they are mounted with ``DEBUG = False``.
 """
 
 from __future__ import annotations
@@ -90,8 +94,12 @@ def _error_page(request: HttpRequest, message: Promise) -> HttpResponse:
 
 
 @login_not_required
-def authorize(request: HttpRequest) -> HttpResponseBase:
-    """The consent screen: GET shows it, POST approves or declines."""
+def authorize(request: HttpRequest, portal_id: int | None = None) -> HttpResponseBase:
+    """The consent screen: GET shows it, POST approves or declines.
+
+    ``portal_id`` (from ``oauth/<portal_id>/authorize``) is preselected if the fake knows
+    it; the user may still choose another portal.
+    """
     if request.method not in ("GET", "POST"):
         return HttpResponse(status=405, headers={"Allow": "GET, POST"})
     fake = get_fake()
@@ -108,16 +116,18 @@ def authorize(request: HttpRequest) -> HttpResponseBase:
         if action == "decline":
             return HttpResponseRedirect(fake.decline(request.get_full_path()))
         try:
-            portal_id = int(request.POST.get("portal_id", ""))
+            chosen = int(request.POST.get("portal_id", ""))
         except ValueError:
-            portal_id = 0
-        if action != "approve" or portal_id not in fake.portals:
+            chosen = 0
+        if action != "approve" or chosen not in fake.portals:
             return _error_page(request, _("Choose a portal, then Approve or Decline."))
-        callback = fake.approve(request.get_full_path(), portal_id=portal_id)
+        callback = fake.approve(request.get_full_path(), portal_id=chosen)
         return HttpResponseRedirect(callback)
+    if portal_id not in fake.portals:
+        portal_id = portals[0]["id"] if portals else None
     context: dict[str, Any] = {
         "portals": portals,
-        "selected": portals[0]["id"] if portals else None,
+        "selected": portal_id,
         "scopes": query.get("scope", "").split(),
         "optional_scopes": query.get("optional_scope", "").split(),
         "redirect_host": urlsplit(query["redirect_uri"]).netloc,
@@ -157,5 +167,6 @@ def _gateway_error(status: int, message: str) -> HttpResponse:
 
 urlpatterns = [
     path("oauth/authorize", authorize, name="authorize"),
+    path("oauth/<int:portal_id>/authorize", authorize, name="authorize_portal"),
     path("api/<path:subpath>", api, name="api"),
 ]

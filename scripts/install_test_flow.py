@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import re
 import sys
 from urllib.parse import urlsplit
 
@@ -32,7 +33,7 @@ def main() -> None:
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
     from django.db import connection as db
-    from django.template import Context, Template
+    from django.template import RequestContext, Template
     from django.test import Client, RequestFactory
     from django.test.utils import setup_test_environment
     from django.urls import reverse
@@ -49,13 +50,24 @@ def main() -> None:
     user = get_user_model().objects.create_superuser(
         "stranger", "stranger@example.com", "not-used-by-force-login"
     )
-    client = Client()
+    client = Client(enforce_csrf_checks=True)  # as a browser: the CSRF token is checked
     client.force_login(user)
 
     with FakeHubSpot() as hubspot:
-        print("GET the connect URL")
-        start = client.get(reverse("hubspot_connect:connect") + "?next=/after-connect/")
-        check(start.status_code == 302, f"connect view answered {start.status_code}")
+        print("GET the connect URL: a confirmation page with a form")
+        connect_url = reverse("hubspot_connect:connect")
+        page = client.get(connect_url + "?next=/after-connect/")
+        check(page.status_code == 200, f"connect view answered GET with {page.status_code}")
+        html = page.content.decode()
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', html)
+        check(token, "the confirmation page has no CSRF token")
+        check('name="next" value="/after-connect/"' in html, "the form does not carry next")
+
+        print("POST the confirmation form")
+        assert token is not None
+        form = {"csrfmiddlewaretoken": token.group(1), "next": "/after-connect/"}
+        start = client.post(connect_url, form)
+        check(start.status_code == 302, f"connect view answered POST with {start.status_code}")
         location = start["Location"]
         check(
             location.startswith(hubspot.authorize_url + "?"),
@@ -134,9 +146,11 @@ def main() -> None:
         with open(path) as handle:
             snippet = handle.read()
         request = RequestFactory().get("/some/page/")
-        html = Template(snippet).render(Context({"request": request}))
+        html = Template(snippet).render(RequestContext(request))
         connect_url = reverse("hubspot_connect:connect")
         check(connect_url in html, f"the snippet does not link to {connect_url}: {html!r}")
+        if re.search(r"<form[^>]*method=.post", html, re.I):
+            check("csrfmiddlewaretoken" in html, "the snippet's form has no {% csrf_token %}")
         print(html.strip())
 
     print("the connect flow works in the stranger's site")

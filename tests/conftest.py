@@ -36,10 +36,9 @@ def connect_portal_via_views(
     """Run the whole browser flow through the views; returns the callback response."""
 
     def run(portal_id: int = 12345678, next_url: str | None = None) -> Any:
-        url = reverse("hubspot_connect:connect")
-        if next_url is not None:
-            url += "?next=" + next_url
-        start = connector_client.get(url)
+        # Only a POST starts a flow (a GET shows the confirmation page).
+        form = {} if next_url is None else {"next": next_url}
+        start = connector_client.post(reverse("hubspot_connect:connect"), form)
         assert start.status_code == 302
         return connector_client.get(fake_hubspot.approve(start["Location"], portal_id=portal_id))
 

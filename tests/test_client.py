@@ -256,6 +256,43 @@ def test_authorization_url_uses_settings_and_keeps_an_existing_query():
     assert "optional_scope" not in query
 
 
+@pytest.mark.parametrize(
+    ("authorize_url", "expected"),
+    [
+        (
+            "https://app.hubspot.com/oauth/authorize",
+            "https://app.hubspot.com/oauth/123/authorize?",
+        ),
+        (
+            "https://app-eu1.hubspot.com/oauth/authorize?loc=de",
+            "https://app-eu1.hubspot.com/oauth/123/authorize?loc=de&client_id=",
+        ),
+        (
+            "http://127.0.0.1:8000/fake/oauth/authorize/",
+            "http://127.0.0.1:8000/fake/oauth/123/authorize/?",
+        ),
+        ("https://sso.example/authorize-proxy", "https://sso.example/authorize-proxy?"),
+    ],
+)
+def test_authorization_url_for_one_portal(authorize_url, expected):
+    oauth = HubSpotOAuthClient(
+        client_id=CLIENT_ID, client_secret=SECRET, authorize_url=authorize_url
+    )
+    url = oauth.authorization_url(
+        redirect_uri=REDIRECT, state="s", scopes=["oauth"], portal_id=123
+    )
+    assert url.startswith(expected)
+    plain = oauth.authorization_url(redirect_uri=REDIRECT, state="s", scopes=["oauth"])
+    assert dict(parse_qsl(urlsplit(url).query)) == dict(parse_qsl(urlsplit(plain).query))
+
+
+@pytest.mark.parametrize("portal_id", [0, -1, True, "123", 1.0])
+def test_authorization_url_refuses_a_portal_id_that_is_not_a_positive_int(portal_id):
+    oauth = HubSpotOAuthClient(client_id=CLIENT_ID, client_secret=SECRET)
+    with pytest.raises(ValueError, match="positive int"):
+        oauth.authorization_url(redirect_uri=REDIRECT, state="s", portal_id=portal_id)
+
+
 # -- parsing good answers ------------------------------------------------------------------
 
 

@@ -197,7 +197,7 @@ def test_a_database_error_during_the_callback(
 
     callbacks = []
     for _ in range(2):  # one for the DEBUG page, one for the email: a code is single use
-        start = connector_client.get(reverse("hubspot_connect:connect"))
+        start = connector_client.post(reverse("hubspot_connect:connect"))
         callbacks.append(fake_hubspot.approve(start["Location"]))
     codes = [parse_qs(urlsplit(url).query)["code"][0] for url in callbacks]
     urls = iter(callbacks)

@@ -6,6 +6,7 @@ import importlib
 import json
 import logging
 import os
+import re
 import runpy
 import stat
 import subprocess
@@ -15,14 +16,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import User
+from django.contrib.auth.models import AnonymousUser, Permission, User
 from django.core.exceptions import ImproperlyConfigured
 from django.test import Client, override_settings
 from django.urls import reverse
 
 from example_project import demo
 from example_project.log_filters import RedactQuerySecrets, redact
+from example_project.views import portals_for
 from hubspot_connect.models import NEEDS_REAUTH, HubSpotConnection
+from hubspot_connect.session import HubSpotSession
 from hubspot_connect.testing import FakeHubSpot
 
 REPO = Path(__file__).resolve().parents[1]
@@ -190,7 +193,7 @@ def test_home_logged_out_says_where_to_log_in(client: Client, db: None) -> None:
     assert reverse("login") in html
     assert "make demo" in html
     assert "Live mode" in html  # HUBSPOT_FAKE is off here
-    assert "Connect HubSpot</a>" not in html
+    assert 'action="/hubspot/connect/"' not in html  # no connect form for anonymous users
     with override_settings(HUBSPOT_FAKE=True):
         assert "Demo mode" in client.get("/").content.decode()
 
@@ -216,7 +219,12 @@ def test_home_lists_connections_without_tokens(
     assert "needs re-auth" in html
     assert html.count("Call HubSpot</button>") == 1  # active portals only
     assert reverse("call_hubspot", args=[12345678]) in html
-    assert reverse("hubspot_connect:connect") in html
+    # Connect (a form: a POST starts the flow) and Reconnect for the portal needing it.
+    assert html.count(f'<form method="post" action="{reverse("hubspot_connect:connect")}">') == 2
+    assert html.count("csrfmiddlewaretoken") == 4  # log out, call, reconnect, connect
+    assert html.count('<input type="hidden" name="portal" value="87654321">') == 1
+    assert 'name="portal" value="12345678"' not in html
+    assert "Reconnect</button>" in html
     assert reverse("admin:hubspot_connect_hubspotconnection_changelist") in html
     assert connection.access_token not in html
     assert connection.refresh_token not in html
@@ -224,13 +232,19 @@ def test_home_lists_connections_without_tokens(
 
 @pytest.mark.usefixtures("site")
 def test_call_hubspot_shows_account_details(
-    admin_client: Client, make_connection: Callable[..., HubSpotConnection]
+    admin_client: Client,
+    make_connection: Callable[..., HubSpotConnection],
+    fake_hubspot: FakeHubSpot,
 ) -> None:
     connection = make_connection(12345678)
     response = call(admin_client)
     html = response.content.decode()
     assert response.status_code == 200
     assert "Account details of portal 12345678" in html
+    assert "<code>GET /account-info/2026-03/details</code>" in html  # HubSpot's dated path
+    assert [(m, p) for m, p, _ in fake_hubspot.requests] == [
+        ("GET", "/account-info/2026-03/details")
+    ]
     assert "US/Eastern" in html
     assert "HTTP 200" in html
     assert connection.access_token not in html
@@ -243,6 +257,7 @@ def test_call_hubspot_shows_contacts(
     make_connection(12345678)
     response = call(admin_client, what="contacts")
     assert response.status_code == 200
+    assert "GET /crm/objects/2026-03/contacts?limit=5" in response.content.decode()
     assert (
         "lovelace" not in response.content.decode().lower() or "Ada" in response.content.decode()
     )
@@ -269,16 +284,24 @@ def test_unknown_choice_falls_back_to_account_details(
 
 
 @pytest.mark.usefixtures("site")
-@pytest.mark.parametrize("status", [NEEDS_REAUTH, "disconnected", None])
+@pytest.mark.parametrize("status", [NEEDS_REAUTH, "disconnected"])
 def test_call_for_a_portal_that_is_not_connected_is_a_friendly_409(
-    admin_client: Client, make_connection: Callable[..., HubSpotConnection], status: str | None
+    admin_client: Client, make_connection: Callable[..., HubSpotConnection], status: str
 ) -> None:
-    if status is not None:
-        make_connection(12345678, status=status)
+    make_connection(12345678, status=status)
     response = call(admin_client)
     assert response.status_code == 409
-    assert "is not connected (any more)" in response.content.decode()
-    assert reverse("hubspot_connect:connect") in response.content.decode()
+    html = response.content.decode()
+    assert "is not connected (any more)" in html
+    # Reconnect in place: a form posting the portal to the connect view.
+    assert f'<form method="post" action="{reverse("hubspot_connect:connect")}">' in html
+    assert '<input type="hidden" name="portal" value="12345678">' in html
+    assert "csrfmiddlewaretoken" in html
+
+
+@pytest.mark.usefixtures("site")
+def test_call_for_an_unknown_portal_is_a_404(admin_client: Client) -> None:
+    assert call(admin_client).status_code == 404
 
 
 @pytest.mark.usefixtures("site")
@@ -321,9 +344,11 @@ def test_hubspot_failures_are_a_friendly_502(
     fake_hubspot: FakeHubSpot,
     fault: dict[str, Any],
     message: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     make_connection(12345678)
-    fake_hubspot.fail(endpoint="api", **fault)
+    monkeypatch.setattr(HubSpotSession, "backoff", 0.001)  # retries, without the waiting
+    fake_hubspot.fail(endpoint="api", times=100, **fault)  # HubSpot keeps failing
     response = call(admin_client)
     assert response.status_code == 502
     assert message in response.content.decode()
@@ -372,6 +397,100 @@ def test_missing_scope_shows_hubspots_message(
     html = response.content.decode()
     assert "HubSpot answered HTTP 403" in html
     assert "lacks crm.objects.contacts.read" in html
+
+
+# -- who sees and calls which portal (portals_for) ------------------------------------------------
+
+
+@pytest.fixture
+def alice(db: None) -> User:
+    """A user who may connect portals, but not see everyone's."""
+    user = User.objects.create_user("alice", "alice@example.com", "pw")
+    user.user_permissions.add(Permission.objects.get(codename="add_hubspotconnection"))
+    return user
+
+
+@pytest.fixture
+def portals(
+    alice: User, make_connection: Callable[..., HubSpotConnection]
+) -> dict[str, HubSpotConnection]:
+    bob = User.objects.create_user("bob", "bob@example.com", "pw")
+    return {
+        "alice": make_connection(12345678, connected_by=alice),
+        "bob": make_connection(87654321, connected_by=bob),
+        "nobody": make_connection(11111111),
+    }
+
+
+def without_csrf_tokens(html: bytes) -> bytes:
+    return re.sub(rb'name="csrfmiddlewaretoken" value="[^"]*"', b"", html)
+
+
+def portal_ids(user: Any) -> set[int]:
+    return set(portals_for(user).values_list("portal_id", flat=True))
+
+
+def test_portals_for_a_user_are_the_ones_they_connected(
+    alice: User, portals: dict[str, HubSpotConnection]
+) -> None:
+    assert portal_ids(alice) == {12345678}
+    assert portal_ids(AnonymousUser()) == set()
+
+
+def test_portals_for_a_user_with_the_view_permission_are_all(
+    alice: User, portals: dict[str, HubSpotConnection]
+) -> None:
+    staff = User.objects.create_user("staff", is_staff=True)
+    staff.user_permissions.add(Permission.objects.get(codename="view_hubspotconnection"))
+    assert portal_ids(staff) == {12345678, 87654321, 11111111}
+    superuser = User.objects.create_superuser("root", "root@example.com", "pw")
+    assert portal_ids(superuser) == {12345678, 87654321, 11111111}
+    # Staff status alone is not the permission.
+    assert portal_ids(User.objects.create_user("clerk", is_staff=True)) == set()
+
+
+def test_portals_for_never_joins_the_user_table(alice: User) -> None:
+    """The users may live on another database than the connections."""
+    sql = str(portals_for(alice).query)
+    assert User._meta.db_table not in sql
+    assert "connected_by_id" in sql
+
+
+@pytest.mark.usefixtures("site")
+def test_home_lists_only_the_users_portals(
+    client: Client, alice: User, portals: dict[str, HubSpotConnection]
+) -> None:
+    client.force_login(alice)
+    html = client.get("/").content.decode()
+    assert "portal-12345678.hubspot.com" in html
+    assert "87654321" not in html
+    assert "11111111" not in html
+
+
+@pytest.mark.usefixtures("site")
+def test_calling_hubspot_as_someone_elses_portal_is_a_404(
+    client: Client, alice: User, portals: dict[str, HubSpotConnection], fake_hubspot: FakeHubSpot
+) -> None:
+    client.force_login(alice)
+    others = call(client, 87654321)
+    unknown = call(client, 99999999)
+    assert others.status_code == unknown.status_code == 404
+    # Someone else's portal answers exactly as one that does not exist: nothing to probe.
+    assert without_csrf_tokens(others.content) == without_csrf_tokens(unknown.content)
+    assert call(client, 11111111).status_code == 404  # connected by nobody
+    assert fake_hubspot.requests == []  # no token was used
+    assert call(client, 12345678).status_code == 200  # their own
+
+
+@pytest.mark.usefixtures("site")
+def test_a_user_with_the_view_permission_may_call_any_portal(
+    client: Client, portals: dict[str, HubSpotConnection]
+) -> None:
+    staff = User.objects.create_user("staff", is_staff=True)
+    staff.user_permissions.add(Permission.objects.get(codename="view_hubspotconnection"))
+    client.force_login(staff)
+    assert call(client, 87654321).status_code == 200
+    assert call(client, 11111111).status_code == 200
 
 
 @pytest.mark.usefixtures("site")

@@ -207,13 +207,57 @@ def test_consent_answers_405_to_other_methods(client: Client) -> None:
     assert response["Allow"] == "GET, POST"
 
 
+def portal_authorize_url(portal_id: int, **overrides: str | None) -> str:
+    return authorize_url(**overrides).replace(
+        AUTHORIZE, f"/fake-hubspot/oauth/{portal_id}/authorize"
+    )
+
+
+def selected_portal(html: str) -> str:
+    (selected,) = re.findall(r'name="portal_id" value="(\d+)" checked', html)
+    return selected
+
+
+def test_consent_page_for_one_portal_preselects_it(client: Client) -> None:
+    assert selected_portal(client.get(authorize_url()).content.decode()) == "12345678"
+    response = client.get(portal_authorize_url(87654321))
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert selected_portal(html) == "87654321"
+    assert "approve access for portal <span data-portal>87654321</span>" in html
+    assert "12345678" in html  # the other portal can still be chosen
+
+
+def test_consent_page_for_an_unknown_portal_lets_the_user_choose(client: Client) -> None:
+    response = client.get(portal_authorize_url(11111111))
+    assert response.status_code == 200
+    assert selected_portal(response.content.decode()) == "12345678"
+
+
+def test_consent_page_for_one_portal_approves_what_the_user_picks(
+    client: Client, store_path: Path
+) -> None:
+    url = portal_authorize_url(87654321)
+    for picked in ("87654321", "12345678"):
+        response = client.post(url, {"action": "approve", "portal_id": picked})
+        assert response.status_code == 302
+        (code,) = parse_qs(urlsplit(response["Location"]).query)["code"]
+        assert json.loads(store_path.read_text())["codes"][code]["portal_id"] == int(picked)
+
+
+def test_consent_page_for_one_portal_checks_the_url_too(client: Client) -> None:
+    response = client.get(portal_authorize_url(87654321, client_id="someone-else"))
+    assert response.status_code == 400
+    assert "is not one of this fake" in response.content.decode()
+
+
 # -- the whole flow, every hop over HTTP ------------------------------------------------------
 
 
 def test_connect_flow_through_the_views_then_call_the_api(
     connector_client: Client, over_http: responses.RequestsMock, store_path: Path
 ) -> None:
-    start = connector_client.get("/hubspot/connect/")
+    start = connector_client.post("/hubspot/connect/")
     assert start.status_code == 302
     consent_url = start["Location"]
     assert consent_url.startswith("http://testserver" + AUTHORIZE + "?")
@@ -226,27 +270,45 @@ def test_connect_flow_through_the_views_then_call_the_api(
     assert connection.hub_domain == "demo-company.hubspot.com"
     assert connection.hublet == "na1"
     assert connection.is_active
-    # The token exchange and the introspection went through the fake's api view.
+    # The token exchange and the introspection (then any API call the connect service
+    # makes, such as the account details) went through the fake's api view.
     called = [call.request.url for call in over_http.calls]
-    assert called == [
+    assert called[:2] == [
         "http://testserver/fake-hubspot/api/oauth/2026-03/token",
         "http://testserver/fake-hubspot/api/oauth/2026-03/token/introspect",
     ]
+    assert all(url.startswith("http://testserver/fake-hubspot/api/") for url in called)
     # The tokens live in the file: a second FakeHubSpot (another process) knows them.
     other = FakeHubSpot(store=FileStore(store_path))
     assert other.is_issued_access_token(connection.access_token)
     assert other.is_live_refresh_token(connection.refresh_token)
 
-    details = api_session(12345678).get("/account-info/v3/details")
+    details = api_session(12345678).get("/account-info/2026-03/details")
     assert details.status_code == 200
     assert details.json()["portalId"] == 12345678
-    contacts = api_session(12345678).get("/crm/v3/objects/contacts", params={"limit": 2})
+    contacts = api_session(12345678).get("/crm/objects/2026-03/contacts", params={"limit": 2})
     assert [c["properties"]["firstname"] for c in contacts.json()["results"]] == ["Ada", "Grace"]
 
     refresh_token = connection.refresh_token
     connection.disconnect()  # the revocation goes through the api view too
     assert not other.is_live_refresh_token(refresh_token)
     assert other.refresh_calls() == 0
+
+
+def test_reconnect_in_place_through_the_views(
+    connector_client: Client, over_http: responses.RequestsMock
+) -> None:
+    page = connector_client.get("/hubspot/connect/?portal=87654321&next=/done/")
+    assert page.status_code == 200
+    assert '<input type="hidden" name="portal" value="87654321">' in page.content.decode()
+    start = connector_client.post("/hubspot/connect/", {"portal": "87654321", "next": "/done/"})
+    consent_path = start["Location"].removeprefix("http://testserver")
+    assert consent_path.startswith("/fake-hubspot/oauth/87654321/authorize?")
+    assert selected_portal(connector_client.get(consent_path).content.decode()) == "87654321"
+    approved = connector_client.post(consent_path, {"action": "approve", "portal_id": "87654321"})
+    callback = connector_client.get(approved["Location"].removeprefix("http://testserver"))
+    assert callback["Location"] == "/done/"
+    assert HubSpotConnection.objects.get().portal_id == 87654321
 
 
 # -- the API view on its own ---------------------------------------------------------------------

@@ -125,13 +125,13 @@ def stale_states(
     """Real states that must not be accepted: another session's, a used one, an expired one."""
     other = Client()
     other.force_login(django_user_model.objects.get(username="root"))
-    other_state = _state_of(other.get(reverse("hubspot_connect:connect")))
+    other_state = _state_of(other.post(reverse("hubspot_connect:connect")))
 
-    start = root_client.get(reverse("hubspot_connect:connect"))
+    start = root_client.post(reverse("hubspot_connect:connect"))
     used_state = _state_of(start)
     assert root_client.get(fake_hubspot.approve(start["Location"])).status_code == 302
 
-    expired_state = _state_of(root_client.get(reverse("hubspot_connect:connect")))
+    expired_state = _state_of(root_client.post(reverse("hubspot_connect:connect")))
     session = root_client.session
     pending = session[SESSION_KEY]
     pending[expired_state]["created_at"] = time.time() - 3600
@@ -233,7 +233,7 @@ def test_an_expired_state_is_gone_after_one_try(
 def test_code_and_error_with_a_valid_state_consume_it_and_send_nothing(
     root_client: Client, fake_hubspot: FakeHubSpot, db: None
 ) -> None:
-    start = root_client.get(reverse("hubspot_connect:connect"))
+    start = root_client.post(reverse("hubspot_connect:connect"))
     state = _state_of(start)
     callback = fake_hubspot.approve(start["Location"])
     code = dict(parse_qsl(urlsplit(callback).query))["code"]
@@ -254,7 +254,7 @@ def test_code_and_error_with_a_valid_state_consume_it_and_send_nothing(
 def test_callback_with_a_valid_state_and_hostile_params_never_errors_or_writes(
     data: st.DataObject, root_client: Client, fake_hubspot: FakeHubSpot, db: None
 ) -> None:
-    start = root_client.get(reverse("hubspot_connect:connect"))
+    start = root_client.post(reverse("hubspot_connect:connect"))
     state = _state_of(start)
     fake_hubspot.requests.clear()
     pieces = data.draw(
@@ -353,7 +353,7 @@ def final_location(root_client: Client, fake_hubspot: FakeHubSpot) -> Callable[[
     client = root_client
 
     def run(next_url: str) -> str:
-        start = client.get(
+        start = client.post(
             reverse("hubspot_connect:connect"), QUERY_STRING="next=" + quote(next_url, safe="")
         )
         assert start.status_code == 302, start.content

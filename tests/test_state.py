@@ -3,23 +3,32 @@
 from __future__ import annotations
 
 import base64
+import copy
+import hashlib
+import json
 import re
+from collections.abc import Iterator
 from types import SimpleNamespace
 
 import pytest
 from django.contrib.sessions.backends.db import SessionStore
+from django.core.cache import caches
+from django.core.cache.backends.base import DEFAULT_TIMEOUT
+from django.core.cache.backends.locmem import LocMemCache
 from django.http import HttpRequest
 from django.test import RequestFactory, override_settings
 
 from hubspot_connect import state as state_module
 from hubspot_connect.exceptions import StateError
 from hubspot_connect.state import (
+    MAX_NEXT_LENGTH,
     MAX_PENDING,
     SESSION_KEY,
     PendingFlow,
     consume_state,
     issue_state,
     safe_next_url,
+    used_state_key,
 )
 
 pytestmark = pytest.mark.django_db
@@ -201,3 +210,131 @@ def test_off_site_next_urls_are_dropped(next_url):
 )
 def test_safe_next_url(next_url, secure, expected):
     assert safe_next_url(make_request(secure=secure), next_url) == expected
+
+
+# -- the portal a flow asked for -------------------------------------------------------------
+
+
+def test_a_flow_remembers_the_portal_it_asked_for():
+    request = make_request()
+    value = issue_state(request, redirect_uri=REDIRECT, portal_id=87654321)
+    assert consume_state(request, value).portal_id == 87654321
+    assert consume_state(request, issue_state(request, redirect_uri=REDIRECT)).portal_id is None
+
+
+@pytest.mark.parametrize("stored", ["87654321", True, 1.5, None, [1]])
+def test_a_damaged_portal_in_the_session_counts_as_none(stored):
+    request = make_request()
+    value = issue_state(request, redirect_uri=REDIRECT, portal_id=87654321)
+    request.session[SESSION_KEY][value]["portal_id"] = stored
+    assert consume_state(request, value).portal_id is None
+
+
+# -- the stored next is capped -------------------------------------------------------------------
+
+
+def test_a_next_url_up_to_2000_characters_is_kept_a_longer_one_dropped():
+    request = make_request()
+    fits = "/" + "a" * (MAX_NEXT_LENGTH - 1)
+    too_long = fits + "a"
+    assert MAX_NEXT_LENGTH == 2000
+    assert (
+        consume_state(request, issue_state(request, redirect_uri=REDIRECT, next_url=fits)).next_url
+        == fits
+    )
+    value = issue_state(request, redirect_uri=REDIRECT, next_url=too_long)
+    assert request.session[SESSION_KEY][value]["next"] is None
+    assert consume_state(request, value).next_url is None
+
+
+def test_the_session_stays_small_with_hostile_next_urls():
+    request = make_request()
+    for _ in range(MAX_PENDING * 3):
+        # Under the 2048 characters Django's own URL check refuses (Django 5.1+).
+        issue_state(request, redirect_uri=REDIRECT, next_url="/" + "x" * 2040)
+    assert len(json.dumps(request.session[SESSION_KEY])) < 2_000
+
+
+# -- used states are recorded in the cache ---------------------------------------------
+
+
+class RecordingCache(LocMemCache):
+    """A LocMemCache that remembers what was added, and for how long."""
+
+    added: list[tuple[str, object]] = []
+
+    def add(
+        self,
+        key: str,
+        value: object,
+        timeout: object = DEFAULT_TIMEOUT,
+        version: int | None = None,
+    ) -> bool:
+        RecordingCache.added.append((key, timeout))
+        return super().add(key, value, timeout, version)
+
+
+@pytest.fixture
+def recording_cache() -> Iterator[list[tuple[str, object]]]:
+    RecordingCache.added = []
+    backend = {"BACKEND": f"{__name__}.RecordingCache", "LOCATION": "state-tests"}
+    with override_settings(CACHES={"default": backend}):
+        yield RecordingCache.added
+        caches["default"].clear()
+
+
+@override_settings(HUBSPOT_STATE_MAX_AGE=120)
+def test_a_used_state_is_recorded_under_a_hash_for_state_max_age(recording_cache):
+    request = make_request()
+    value = issue_state(request, redirect_uri=REDIRECT)
+    consume_state(request, value)
+    ((key, timeout),) = recording_cache
+    assert key == used_state_key(value)
+    assert key == "hubspot_connect:used-state:" + hashlib.sha256(value.encode()).hexdigest()
+    assert value not in key
+    assert timeout == 120
+    assert caches["default"].get(key) is True
+
+
+def test_a_session_restored_from_before_the_callback_cannot_reuse_its_state():
+    """What replaying a signed-cookie session does: the used flow is back in the session."""
+    request = make_request()
+    value = issue_state(request, redirect_uri=REDIRECT, next_url="/x/")
+    snapshot = copy.deepcopy(request.session[SESSION_KEY])
+    consume_state(request, value)
+    request.session[SESSION_KEY] = snapshot
+    with pytest.raises(StateError, match="already used"):
+        consume_state(request, value)
+    assert value not in request.session[SESSION_KEY]  # spent again, not kept
+
+
+def test_the_same_state_in_two_sessions_is_used_once():
+    """Two processes racing with copies of one session: the cache's add() lets one through."""
+    first = make_request()
+    value = issue_state(first, redirect_uri=REDIRECT)
+    second = make_request()
+    second.session[SESSION_KEY] = copy.deepcopy(first.session[SESSION_KEY])
+    consume_state(first, value)
+    with pytest.raises(StateError):
+        consume_state(second, value)
+
+
+def test_a_refused_state_is_not_recorded_as_used(recording_cache, clock):
+    request = make_request()
+    value = issue_state(request, redirect_uri=REDIRECT)
+    with pytest.raises(StateError):
+        consume_state(request, value[:-1])
+    clock.now += 10_000
+    with pytest.raises(StateError, match="expired"):
+        consume_state(request, value)
+    assert recording_cache == []
+
+
+@override_settings(CACHES={"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}})
+def test_a_dummy_cache_records_nothing_which_is_why_w003_warns():
+    request = make_request()
+    value = issue_state(request, redirect_uri=REDIRECT)
+    snapshot = copy.deepcopy(request.session[SESSION_KEY])
+    consume_state(request, value)
+    request.session[SESSION_KEY] = snapshot
+    assert consume_state(request, value).redirect_uri == REDIRECT

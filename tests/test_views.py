@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -43,10 +44,10 @@ def allow_everyone(request: HttpRequest) -> bool:
     return True
 
 
-def start(client: Client, next_url: str | None = None) -> str:
-    """GET the connect view; the authorize URL it sends the browser to."""
-    url = CONNECT + (f"?{urlencode({'next': next_url})}" if next_url else "")
-    response = client.get(url)
+def start(client: Client, next_url: str | None = None, portal: int | None = None) -> str:
+    """POST the connect view's form; the authorize URL it sends the browser to."""
+    form = {key: str(value) for key, value in (("next", next_url), ("portal", portal)) if value}
+    response = client.post(CONNECT, form)
     assert response.status_code == 302, response.content
     return str(response["Location"])
 
@@ -585,7 +586,7 @@ def test_callback_errors_never_reach_django_request_logger_or_admin_email(
 
     logging.config.dictConfig(settings.LOGGING)
     try:
-        start = connector_client.get("/hubspot/connect/")
+        start = connector_client.post("/hubspot/connect/")
         callback = fake_hubspot.approve(start["Location"])
         fake_hubspot.fail(**fault)
         with caplog.at_level(logging.DEBUG):
@@ -597,3 +598,244 @@ def test_callback_errors_never_reach_django_request_logger_or_admin_email(
     assert mailoutbox == []
     code = callback.split("code=")[1].split("&")[0]
     assert all(code not in record.getMessage() for record in caplog.records)
+
+
+# -- starting a flow: GET confirms, only a CSRF-checked POST starts -------------------------------
+
+
+def test_get_shows_a_confirmation_form_and_starts_nothing(connector_client, fake_hubspot):
+    response = connector_client.get(CONNECT + "?next=/reports/&portal=87654321")
+    assert response.status_code == 200
+    assert next(t.name for t in response.templates) == "hubspot_connect/connect.html"
+    html = response.content.decode()
+    assert '<form method="post" action="/hubspot/connect/">' in html
+    assert 'name="csrfmiddlewaretoken"' in html
+    assert '<input type="hidden" name="next" value="/reports/">' in html
+    assert '<input type="hidden" name="portal" value="87654321">' in html
+    assert "Reconnect HubSpot portal 87654321" in html
+    assert '<button type="submit" class="button primary">Connect HubSpot</button>' in html
+    assert "no-store" in response["Cache-Control"]
+    assert response["X-Frame-Options"] == "DENY"  # no clickjacking of its button
+    assert SESSION_KEY not in connector_client.session
+    assert fake_hubspot.requests == []
+
+
+def test_confirmation_page_without_parameters(connector_client):
+    html = connector_client.get(CONNECT).content.decode()
+    assert "<h1>Connect HubSpot</h1>" in html
+    assert 'name="next"' not in html
+    assert 'name="portal"' not in html
+    assert '<a href="/">Cancel</a>' in html
+
+
+@pytest.mark.parametrize(
+    "next_url", ["https://evil.example/", "//evil.example", '/"><script>x()</script>']
+)
+def test_confirmation_page_carries_only_a_safe_next(connector_client, next_url):
+    html = connector_client.get(CONNECT, {"next": next_url}).content.decode()
+    if next_url.startswith('/"'):
+        assert "<script>x()" not in html  # escaped, never markup
+        assert "&lt;script&gt;" in html
+    else:
+        assert "evil.example" not in html
+
+
+def test_confirmation_page_drops_an_overlong_next(connector_client):
+    html = connector_client.get(CONNECT, {"next": "/" + "a" * 2000}).content.decode()
+    assert 'name="next"' not in html
+    assert (
+        'name="next"' in connector_client.get(CONNECT, {"next": "/" + "a" * 1999}).content.decode()
+    )
+
+
+def test_confirmation_form_posts_and_starts_the_flow(fake_hubspot, connector):
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(connector)
+    page = browser.get(CONNECT + "?next=/from-form/")
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.content.decode())
+    assert token
+    response = browser.post(
+        CONNECT, {"csrfmiddlewaretoken": token.group(1), "next": "/from-form/"}
+    )
+    assert response.status_code == 302
+    assert response["Location"].startswith("https://app.hubspot.com/oauth/authorize?")
+    done = browser.get(fake_hubspot.approve(response["Location"]))
+    assert done["Location"] == "/from-form/"
+    assert HubSpotConnection.objects.get().connected_by == connector
+
+
+def test_a_post_without_the_csrf_token_is_refused(connector):
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(connector)
+    response = browser.post(CONNECT, {"next": "/x/"})
+    assert response.status_code == 403
+    assert SESSION_KEY not in browser.session
+
+
+@override_settings(MIDDLEWARE=[m for m in settings.MIDDLEWARE if "CsrfViewMiddleware" not in m])
+def test_the_post_is_csrf_checked_even_without_the_csrf_middleware(connector):
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(connector)
+    assert browser.post(CONNECT).status_code == 403
+    assert SESSION_KEY not in browser.session
+
+
+def test_get_requests_cannot_push_a_pending_flow_out(connector_client, fake_hubspot):
+    """The attack of issue 12.2: forced navigations used to evict the real pending flow."""
+    authorize = start(connector_client, next_url="/mine/")
+    for _ in range(10):
+        assert connector_client.get(CONNECT).status_code == 200
+    assert len(connector_client.session[SESSION_KEY]) == 1
+    done = connector_client.get(fake_hubspot.approve(authorize))
+    assert done["Location"] == "/mine/"
+
+
+@override_settings(HUBSPOT_CONNECT_ON_GET=True)
+def test_connect_on_get_starts_the_flow_on_get(connector_client, fake_hubspot):
+    response = connector_client.get(CONNECT + "?next=/x/&portal=87654321")
+    assert response.status_code == 302
+    assert response["Location"].startswith("https://app.hubspot.com/oauth/87654321/authorize?")
+    assert connector_client.get(fake_hubspot.approve(response["Location"]))["Location"] == "/x/"
+
+
+@pytest.mark.parametrize("value", ["True", "1", 1, "yes"])
+def test_only_a_real_true_turns_connect_on_get_on(connector_client, value):
+    with override_settings(HUBSPOT_CONNECT_ON_GET=value):
+        assert connector_client.get(CONNECT).status_code == 200  # check E017 flags it
+
+
+def test_anonymous_post_goes_to_log_in_and_back_to_the_confirmation(client):
+    response = client.post(CONNECT, {"next": "/after/", "portal": "123"})
+    assert response.status_code == 302
+    assert urlsplit(response["Location"]).path == settings.LOGIN_URL
+    assert query(response["Location"])["next"] == "/hubspot/connect/?next=/after/&portal=123"
+    assert SESSION_KEY not in client.session
+
+
+def test_users_without_the_permission_get_403_on_post_too(client):
+    client.force_login(User.objects.create_user("nobody"))
+    assert client.post(CONNECT, {"portal": "123"}).status_code == 403
+    assert SESSION_KEY not in client.session
+
+
+# -- reconnect in place: ?portal= opens HubSpot's consent screen for that account -----------------
+
+
+def test_portal_opens_the_consent_screen_for_that_account(connector_client):
+    authorize = start(connector_client, portal=OTHER_PORTAL)
+    parts = urlsplit(authorize)
+    assert (parts.netloc, parts.path) == ("app.hubspot.com", f"/oauth/{OTHER_PORTAL}/authorize")
+    assert query(authorize)["scope"] == "oauth crm.objects.contacts.read"
+    flow = connector_client.session[SESSION_KEY][query(authorize)["state"]]
+    assert flow["portal_id"] == OTHER_PORTAL
+
+
+def test_portal_may_come_in_the_query_string_of_the_post(connector_client):
+    response = connector_client.post(CONNECT + f"?portal={OTHER_PORTAL}")
+    assert urlsplit(response["Location"]).path == f"/oauth/{OTHER_PORTAL}/authorize"
+
+
+def test_an_empty_portal_is_no_portal(connector_client):
+    assert urlsplit(start(connector_client, portal=None)).path == "/oauth/authorize"
+    response = connector_client.post(CONNECT, {"portal": ""})
+    assert urlsplit(response["Location"]).path == "/oauth/authorize"
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["abc", "0", "-5", "007", "1.5", "1e3", " 12", "12 ", "\u0661\u0662", "1" * 19, "12&x=1"],
+)
+def test_a_malformed_portal_is_a_400_and_starts_nothing(connector_client, fake_hubspot, value):
+    for response in (
+        connector_client.get(CONNECT, {"portal": value}),
+        connector_client.post(CONNECT, {"portal": value}),
+    ):
+        assert response.status_code == 400
+        assert "The portal parameter must be a HubSpot portal id" in response.content.decode()
+        assert f'href="{CONNECT}"' in response.content.decode()
+    assert SESSION_KEY not in connector_client.session
+
+
+def test_reconnecting_the_requested_portal_says_so(
+    connector_client, fake_hubspot, make_connection
+):
+    make_connection(PORTAL, status=HubSpotConnection.Status.NEEDS_REAUTH)
+    authorize = start(connector_client, portal=PORTAL, next_url="/portals/")
+    response = connector_client.get(fake_hubspot.approve(authorize))  # preselected: PORTAL
+    assert response["Location"] == "/portals/"
+    assert [(m.level_tag, str(m)) for m in get_messages(response.wsgi_request)] == [
+        ("success", f"HubSpot portal {PORTAL} was reconnected.")
+    ]
+    assert HubSpotConnection.objects.get(portal_id=PORTAL).is_active
+
+
+def test_another_portal_chosen_at_hubspot_is_kept_with_a_warning(
+    connector_client, fake_hubspot, make_connection, caplog
+):
+    make_connection(PORTAL, status=HubSpotConnection.Status.NEEDS_REAUTH)
+    authorize = start(connector_client, portal=PORTAL, next_url="/portals/")
+    callback = fake_hubspot.approve(authorize, portal_id=OTHER_PORTAL)
+    with caplog.at_level(logging.INFO, logger="hubspot_connect.views"):
+        response = connector_client.get(callback)
+    assert response.status_code == 302
+    assert response["Location"] == "/portals/"
+    assert [(m.level_tag, str(m)) for m in get_messages(response.wsgi_request)] == [
+        (
+            "warning",
+            f"HubSpot portal {OTHER_PORTAL} was connected instead of portal {PORTAL}: another "
+            f"account was chosen on HubSpot's consent screen. Portal {PORTAL} still needs "
+            "reconnecting.",
+        )
+    ]
+    # What the user approved is stored; the portal asked for is left as it was.
+    other = HubSpotConnection.objects.get(portal_id=OTHER_PORTAL)
+    assert other.is_active
+    assert fake_hubspot.is_live_refresh_token(other.refresh_token)
+    requested = HubSpotConnection.objects.get(portal_id=PORTAL)
+    assert requested.status == HubSpotConnection.Status.NEEDS_REAUTH
+    assert f"Asked to reconnect portal {PORTAL}, HubSpot connected portal {OTHER_PORTAL}" in (
+        caplog.text
+    )
+
+
+def test_declining_a_reconnect_offers_to_try_that_portal_again(connector_client, fake_hubspot):
+    response = connector_client.get(
+        fake_hubspot.decline(start(connector_client, portal=PORTAL, next_url="/portals/"))
+    )
+    assert response.status_code == 400
+    retry = f"{CONNECT}?next=/portals/&amp;portal={PORTAL}"
+    assert f'href="{retry}"' in response.content.decode()
+    page = connector_client.get(f"{CONNECT}?next=/portals/&portal={PORTAL}")
+    assert f'name="portal" value="{PORTAL}"' in page.content.decode()
+
+
+def test_the_portal_of_one_flow_does_not_leak_into_another(connector_client, fake_hubspot):
+    for_portal = start(connector_client, portal=PORTAL)
+    plain = start(connector_client)
+    plain_done = connector_client.get(fake_hubspot.approve(plain, portal_id=OTHER_PORTAL))
+    assert [m.level_tag for m in get_messages(plain_done.wsgi_request)] == ["success"]
+    done = connector_client.get(fake_hubspot.approve(for_portal, portal_id=OTHER_PORTAL))
+    # The first flow's message was never shown (its redirect was not followed).
+    assert [m.level_tag for m in get_messages(done.wsgi_request)] == ["success", "warning"]
+
+
+# -- a used state stays used, whatever the session engine --------------------------------------
+
+
+@override_settings(SESSION_ENGINE="django.contrib.sessions.backends.signed_cookies")
+def test_replaying_a_signed_cookie_session_does_not_revive_a_used_state(connector, fake_hubspot):
+    browser = Client()
+    browser.force_login(connector)  # a session in the cookie, under this engine
+    authorize = start(browser)
+    callback = fake_hubspot.approve(authorize)
+    before = browser.cookies[settings.SESSION_COOKIE_NAME].value
+    assert browser.get(callback).status_code == 302
+    assert browser.cookies[settings.SESSION_COOKIE_NAME].value != before  # the state left it
+    browser.cookies[settings.SESSION_COOKIE_NAME] = before  # the attacker puts it back
+    assert query(authorize)["state"] in browser.session[SESSION_KEY]
+    requests_before = len(fake_hubspot.requests)
+    replay = browser.get(callback)
+    assert_invalid_link(replay)
+    assert "already used" in replay.content.decode()
+    assert len(fake_hubspot.requests) == requests_before  # HubSpot was never asked again
+    assert HubSpotConnection.objects.count() == 1

@@ -11,6 +11,7 @@ import os
 import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -23,6 +24,8 @@ from typing import Any
 
 import pytest
 
+from hubspot_connect.testing import FakeHubSpot, FileStore
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -33,6 +36,8 @@ class Demo:
     password: str
     log: Path
     process: subprocess.Popen[bytes]
+    database: Path
+    fake_store: Path
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
@@ -105,7 +110,15 @@ def demo(tmp_path: Path) -> Iterator[Demo]:
         _wait_until_up(process, url, log)
         match = re.search(r"Log in as (\S+) / (\S+)", log.read_text())
         assert match, log.read_text()
-        yield Demo(url, match.group(1), match.group(2), log, process)
+        yield Demo(
+            url,
+            match.group(1),
+            match.group(2),
+            log,
+            process,
+            tmp_path / "demo.sqlite3",
+            tmp_path / "fake-hubspot.json",
+        )
     finally:
         _stop(process)
     assert process.poll() is not None
@@ -141,8 +154,8 @@ def test_demo_end_to_end(demo: Demo, page: Any, screenshots: Path) -> None:
     page.wait_for_selector("text=Connected HubSpot portals")
     assert "No portal is connected yet." in page.inner_text("main")
 
-    # Connect: the fake consent page, approve portal 12345678.
-    page.click("text=Connect HubSpot")
+    # Connect: the home page's form POSTs to the connect view; approve portal 12345678.
+    page.click("main button:has-text('Connect HubSpot')")
     page.wait_for_url(re.compile(r"/fake-hubspot/oauth/authorize\?"))
     heading = page.inner_text("h1")
     assert "Fake HubSpot: approve access for portal 12345678" in heading
@@ -158,35 +171,75 @@ def test_demo_end_to_end(demo: Demo, page: Any, screenshots: Path) -> None:
     assert re.search(r"in (29|30)\s+minutes", row), row
     page.screenshot(path=screenshots / "demo-3-home-connected.png", full_page=True)
 
-    # Call HubSpot with the stored token: account details, then contacts.
+    # Call HubSpot with the stored token, on HubSpot's dated paths: account, then contacts.
     page.click("button:has-text('Call HubSpot')")
     page.wait_for_selector("text=Account details of portal 12345678")
     assert "US/Eastern" in page.inner_text("main table")
+    assert "GET /account-info/2026-03/details" in page.inner_text("main")
     assert "HTTP 200" in page.inner_text("main")
     page.screenshot(path=screenshots / "demo-4-api-result.png", full_page=True)
     page.click("text=Back to the portals")
     page.select_option("select[name=call]", "contacts")
     page.click("button:has-text('Call HubSpot')")
     page.wait_for_selector("text=First 5 contacts of portal 12345678")
+    assert "GET /crm/objects/2026-03/contacts?limit=5" in page.inner_text("main")
     assert "ada@demo-company.example" in page.inner_text("main table")
 
-    # Connect a second portal, but decline: the friendly page, nothing stored.
+    # The portal uninstalls the app at HubSpot while its access token runs out: the next
+    # call finds the refresh token revoked, and offers to reconnect that portal.
+    FakeHubSpot(store=FileStore(demo.fake_store)).revoke_all(12345678)
+    with sqlite3.connect(demo.database, timeout=20) as db:
+        db.execute("UPDATE hubspot_connect_hubspotconnection SET expires_at = '2000-01-01'")
     page.click("text=Back to the portals")
-    page.click("text=Connect HubSpot")
+    page.click("button:has-text('Call HubSpot')")
+    page.wait_for_selector("text=This portal is not connected (any more)")
+    page.screenshot(path=screenshots / "demo-5-needs-reauth.png", full_page=True)
+
+    # Reconnect in place: HubSpot's consent screen opens for portal 12345678. The user
+    # picks the other account there: it is kept, and the page says 12345678 still waits.
+    page.click("main button:has-text('Reconnect')")
+    page.wait_for_url(re.compile(r"/fake-hubspot/oauth/12345678/authorize\?"))
+    assert "approve access for portal 12345678" in page.inner_text("h1")
     page.check("input[value='87654321']")
-    assert "87654321" in page.inner_text("h1")
+    page.click("button[value=approve]")
+    page.wait_for_selector("ul.messages li.warning")
+    warning = page.inner_text("ul.messages")
+    assert "HubSpot portal 87654321 was connected instead of portal 12345678" in warning
+    assert "Portal 12345678 still needs reconnecting." in warning
+    needing = page.locator("tbody tr", has_text="12345678")
+    assert "needs re-auth" in needing.inner_text()
+    assert "active" in page.locator("tbody tr", has_text="87654321").inner_text()
+    page.screenshot(path=screenshots / "demo-6-other-portal-chosen.png", full_page=True)
+
+    # Reconnect from the home page's row, approving the preselected portal this time.
+    needing.locator("button:has-text('Reconnect')").click()
+    page.wait_for_url(re.compile(r"/fake-hubspot/oauth/12345678/authorize\?"))
+    page.click("button[value=approve]")
+    page.wait_for_selector("ul.messages")
+    assert "HubSpot portal 12345678 was reconnected." in page.inner_text("ul.messages")
+    assert "active" in page.locator("tbody tr", has_text="12345678").inner_text()
+    assert page.locator("button:has-text('Reconnect')").count() == 0
+
+    # A plain link to the connect view (a GET) shows the confirmation page; only its
+    # button (a POST) starts a flow. Then decline: the friendly page, nothing stored.
+    page.goto(demo.url + "hubspot/connect/?next=/")
+    assert "Connect HubSpot" in page.inner_text("h1")
+    assert page.locator("main form input[name=csrfmiddlewaretoken]").count() == 1
+    page.screenshot(path=screenshots / "demo-7-confirm.png", full_page=True)
+    page.click("main button:has-text('Connect HubSpot')")
+    page.wait_for_url(re.compile(r"/fake-hubspot/oauth/authorize\?"))
     page.click("button[value=decline]")
     page.wait_for_selector("text=You did not connect HubSpot")
     assert "access_denied" in page.inner_text("main")
-    page.screenshot(path=screenshots / "demo-5-declined.png", full_page=True)
+    page.screenshot(path=screenshots / "demo-8-declined.png", full_page=True)
     page.goto(demo.url)
-    assert "87654321" not in page.inner_text("main")
+    assert page.locator("tbody tr").count() == 2
 
     # A forged callback: the state check answers 400 before any code is used.
     response = page.goto(demo.url + "hubspot/callback/?code=stolen-code&state=forged-state")
     assert response.status == 400
     assert "This connection link is not valid" in page.inner_text("h1")
-    page.screenshot(path=screenshots / "demo-6-forged-state-400.png", full_page=True)
+    page.screenshot(path=screenshots / "demo-9-forged-state-400.png", full_page=True)
 
     assert bad_responses == []
     output = demo.output()
