@@ -16,7 +16,7 @@ MARIADB_URL ?= mysql://root@127.0.0.1:3306/hubspot
 $(STAMP): setup.cfg pyproject.toml requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[testing,celery]' -r requirements-dev.txt
+	$(PY) -m pip install --quiet -e '.[testing,celery,sdk,async]' -r requirements-dev.txt
 	@touch $(STAMP)
 
 # The demo needs only the package and django-environ: a first `make demo` is quick.

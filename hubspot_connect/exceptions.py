@@ -55,6 +55,23 @@ class HubSpotUnavailable(HubSpotConnectError):
         self.http_status = http_status
 
 
+class HubSpotRateLimited(HubSpotUnavailable):
+    """A rate limit that is not waited out: HubSpot's ``DAILY`` limit, or a wait longer
+    than the caller allowed (``max_wait``). ``policy`` is HubSpot's ``policyName``
+    (``DAILY``, ``SECONDLY``, ``TEN_SECONDLY_ROLLING``); ``retry_after`` is in seconds."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        policy: str = "",
+        retry_after: float | None = None,
+        http_status: int | None = 429,
+    ) -> None:
+        super().__init__(message, retry_after=retry_after, http_status=http_status)
+        self.policy = policy
+
+
 class StateError(HubSpotConnectError):
     """The OAuth ``state`` of a callback is missing, unknown, used or expired."""
 

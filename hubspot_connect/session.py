@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -12,6 +13,8 @@ import requests
 from .access import PortalRef, get_access_token, load_connection, refresh_or_wait
 from .conf import app_settings
 from .models import HubSpotConnection
+from .ratelimit import Budget, is_search
+from .retries import BACKOFF_BASE, DEFAULT_MAX_WAIT, RETURN, Retries
 from .sensitive import secret
 from .transport import USER_AGENT
 
@@ -23,44 +26,125 @@ class HubSpotSession(requests.Session):
 
     Relative URLs are joined to HUBSPOT_API_BASE_URL; requests to that host carry
     ``Authorization: Bearer …`` (never requests to any other host, redirects
-    included); every request has the default timeout; a 401 refreshes the token once
-    and retries once.
+    included) and every request has the default timeout. Each request to HubSpot first
+    takes a place in the portal's shared request budget, and is retried as
+    :mod:`hubspot_connect.retries` says, all waits within ``max_wait`` seconds.
+
+    Two keyword arguments of every request method are the session's, not requests':
+    ``retry=True`` lets a POST or PATCH be sent again after a 5xx or network error
+    (``retry=False`` keeps any method from it), and ``max_wait`` overrides the session's
+    for that request.
     """
 
-    def __init__(self, connection: HubSpotConnection) -> None:
+    #: Seconds before the first retry after a 5xx or network error (then doubling, with
+    #: jitter, up to 8 s).
+    backoff = BACKOFF_BASE
+
+    def __init__(
+        self,
+        connection: HubSpotConnection,
+        *,
+        max_wait: float = DEFAULT_MAX_WAIT,
+        budget: Budget | None = None,
+    ) -> None:
         super().__init__()
         self.connection = connection
+        self.max_wait = max_wait
+        self.budget = budget or Budget.from_settings()
         self.base_url = app_settings.API_BASE_URL
         self.timeout = app_settings.HTTP_TIMEOUT
         self.headers["User-Agent"] = USER_AGENT
+        base = urlsplit(self.base_url)
+        self._origin = (base.scheme, base.netloc)
+        self._base_path = base.path.rstrip("/")
 
-    def _is_hubspot(self, url: str) -> bool:
-        base, target = urlsplit(self.base_url), urlsplit(url)
-        return (target.scheme, target.netloc) == (base.scheme, base.netloc)
+    def hubspot_path(self, url: str) -> str | None:
+        """The path below the API base URL if ``url`` goes to HubSpot, else ``None``."""
+        target = urlsplit(url)
+        if (target.scheme, target.netloc) != self._origin:
+            return None
+        path = target.path
+        if self._base_path and path.startswith(self._base_path):
+            path = path[len(self._base_path) :]
+        return path or "/"
 
     def request(
-        self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any
+        self,
+        method: str | bytes,
+        url: str | bytes,
+        *args: Any,
+        retry: bool | None = None,
+        max_wait: float | None = None,
+        **kwargs: Any,
     ) -> requests.Response:
         url = url.decode() if isinstance(url, bytes) else url
         if not urlsplit(url).scheme:
             url = urljoin(self.base_url + "/", url.lstrip("/"))
         kwargs.setdefault("timeout", self.timeout)
-        if not self._is_hubspot(url):
+        path = self.hubspot_path(url)
+        if path is None:
             return super().request(method, url, *args, **kwargs)
+        verb = (method.decode() if isinstance(method, bytes) else method).upper()
+        wait = self.max_wait if max_wait is None else max_wait
+        retries = Retries(verb, f"{verb} {path}", max_wait=wait, retry=retry, backoff=self.backoff)
         headers: dict[str, str] = dict(kwargs.pop("headers", None) or {})
-        headers["Authorization"] = secret(f"Bearer {get_access_token(self.connection)}")
         kwargs["headers"] = headers
-        response = self._send(method, url, *args, **kwargs)
-        if response.status_code != 401:
-            return response
-        logger.info("Portal %s: HubSpot answered 401; refreshing once", self.connection.portal_id)
-        response.close()
-        margin = timedelta(seconds=app_settings.REFRESH_MARGIN)
-        token = refresh_or_wait(self.connection, margin, force=True)
-        headers["Authorization"] = secret(f"Bearer {token}")
-        return self._send(method, url, *args, **kwargs)
+        token = self.current_token()
+        portal_id = self.connection.portal_id
+        search = is_search(verb, path)
+        while True:
+            self.budget.acquire(portal_id, search=search, deadline=retries.deadline)
+            headers["Authorization"] = secret(f"Bearer {token}")
+            try:
+                response = self._send(verb, url, *args, **kwargs)
+            except (requests.Timeout, requests.ConnectionError) as exc:
+                delay = retries.after_error()
+                if delay is None:
+                    raise
+                logger.info(
+                    "Portal %s: %s failed (%s); retrying in %.1f s",
+                    portal_id,
+                    retries.what,
+                    type(exc).__name__,
+                    delay,
+                )
+                time.sleep(delay)
+                continue
+            status = response.status_code
+            body = response.content if status == 429 else b""
+            action = retries.after_status(status, response.headers, body)
+            if action is RETURN:
+                return response
+            if action.refresh:
+                logger.info("Portal %s: HubSpot answered 401; refreshing once", portal_id)
+                refreshed = self.refreshed_token(token)
+                if refreshed is None:
+                    return response
+                response.close()
+                token = refreshed
+                continue
+            response.close()
+            if action.policy:
+                self.budget.block(portal_id, action.policy, action.delay)
+            logger.info(
+                "Portal %s: %s answered %s; retrying in %.1f s",
+                portal_id,
+                retries.what,
+                status,
+                action.delay,
+            )
+            time.sleep(action.delay)
 
-    def _send(self, method: str | bytes, url: str, *args: Any, **kwargs: Any) -> requests.Response:
+    def current_token(self) -> str:
+        """The token for the next request: refreshed by expiry, or by the worker we wait for."""
+        return get_access_token(self.connection)
+
+    def refreshed_token(self, rejected: str) -> str | None:
+        """A token to try after HubSpot rejected ``rejected`` (:func:`token_after_401`);
+        ``None``: there is none, the 401 goes back to the caller."""
+        return token_after_401(self.connection, rejected)
+
+    def _send(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:
         try:
             return super().request(method, url, *args, **kwargs)
         except requests.RequestException as exc:
@@ -70,8 +154,30 @@ class HubSpotSession(requests.Session):
             raise exc.with_traceback(None) from exc.__cause__
 
 
-def api_session(portal: PortalRef) -> HubSpotSession:
-    """A ``requests.Session`` that calls HubSpot's APIs as ``portal``."""
+def token_after_401(connection: HubSpotConnection, rejected: str) -> str:
+    """The token to send after HubSpot answered 401 to ``rejected``: one refresh per token
+    however many requests see the 401 at once.
+
+    If another request on this connection object already replaced the token, that one;
+    otherwise :func:`~hubspot_connect.access.refresh_or_wait` forces a refresh under the
+    lease, whose claim only succeeds on a row unchanged since it was read: every other
+    process or copy that saw the same 401 fails the claim and waits for the refreshed
+    token instead of refreshing again.
+    """
+    current = connection.access_token
+    if current and current != rejected:
+        return current
+    margin = timedelta(seconds=app_settings.REFRESH_MARGIN)
+    return refresh_or_wait(connection, margin, force=True)
+
+
+def api_session(portal: PortalRef, *, max_wait: float = DEFAULT_MAX_WAIT) -> HubSpotSession:
+    """A ``requests.Session`` that calls HubSpot's APIs as ``portal``.
+
+    ``max_wait``: the most seconds one request may spend waiting, for a place in the
+    shared budget and between retries, before :class:`HubSpotRateLimited` is raised (or
+    the last answer returned); each request may override it (``max_wait=``).
+    """
     connection = load_connection(portal)
     connection.ensure_usable()
-    return HubSpotSession(connection)
+    return HubSpotSession(connection, max_wait=max_wait)

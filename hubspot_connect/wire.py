@@ -1,4 +1,5 @@
-"""HubSpot's OAuth wire format, read: token answers, introspection answers, error bodies.
+"""HubSpot's wire format, read: token answers, introspection answers, account details,
+error bodies.
 
 Error bodies follow RFC 6749 plus HubSpot's legacy fields (``status``, ``message``) and
 its API fields (``category``, ``correlationId``); every text taken from them is redacted
@@ -84,7 +85,7 @@ def _scope_tuple(value: Any) -> tuple[str, ...] | None:
 
 
 def oauth_error(
-    response: requests.Response, path: str, secrets: tuple[str, ...]
+    response: requests.Response, path: str, secrets: tuple[str, ...], *, method: str = "POST"
 ) -> HubSpotConnectError:
     status = response.status_code
     try:
@@ -99,7 +100,7 @@ def oauth_error(
         what = "rate limit reached" if status == 429 else "server error"
         wait = f"; retry after {retry_after:g} s" if retry_after is not None else ""
         return HubSpotUnavailable(
-            f"HubSpot {what} on POST {path}: HTTP {status}{wait}{reference}.",
+            f"HubSpot {what} on {method} {path}: HTTP {status}{wait}{reference}.",
             retry_after=retry_after,
             http_status=status,
         )
@@ -116,7 +117,7 @@ def oauth_error(
         cls = InvalidClient
     code = error or legacy_status or category or f"HTTP {status}"
     return cls(
-        f"HubSpot rejected POST {path} with HTTP {status}: {code}"
+        f"HubSpot rejected {method} {path} with HTTP {status}: {code}"
         + (f": {description}" if description else "")
         + reference,
         error=error,
@@ -125,6 +126,37 @@ def oauth_error(
         category=category,
         correlation_id=correlation_id,
         http_status=status,
+    )
+
+
+@dataclass(frozen=True)
+class AccountDetails:
+    """What ``GET /account-info/2026-03/details`` says about an account, cut to the
+    lengths of the connection's fields (the values come from the network)."""
+
+    ui_domain: str = ""
+    data_hosting_location: str = ""
+    account_type: str = ""
+    time_zone: str = ""
+
+    def fields(self) -> dict[str, str]:
+        """The connection's fields to update: only what HubSpot said."""
+        return {name: value for name, value in self.__dict__.items() if value}
+
+
+def account_details(body: Any) -> AccountDetails:
+    """An ``/account-info/2026-03/details`` answer."""
+    body = body if isinstance(body, dict) else {}
+
+    def text(key: str, length: int) -> str:
+        value = body.get(key)
+        return value.strip()[:length] if isinstance(value, str) else ""
+
+    return AccountDetails(
+        ui_domain=text("uiDomain", 255),
+        data_hosting_location=text("dataHostingLocation", 32),
+        account_type=text("accountType", 64),
+        time_zone=text("timeZone", 64),
     )
 
 

@@ -88,6 +88,31 @@ def test_consent_refuses_unknown_portals(fake, oauth):
         fake.approve(oauth.authorization_url(redirect_uri=REDIRECT, state="s"), portal_id=1)
 
 
+def portal_of(fake: FakeHubSpot, callback: str) -> int:
+    code = dict(parse_qsl(urlsplit(callback).query))["code"]
+    with fake.store.transaction() as data:
+        return int(data["codes"][code]["portal_id"])
+
+
+def test_a_per_portal_authorize_url_preselects_that_portal(fake, oauth):
+    authorize = oauth.authorization_url(redirect_uri=REDIRECT, state="s", portal_id=87654321)
+    assert urlsplit(authorize).path == "/oauth/87654321/authorize"
+    approved = fake.approve(authorize)
+    assert approved.startswith(REDIRECT + "?code=eu1-")
+    assert portal_of(fake, approved) == 87654321
+    # The user can still pick another account on the consent screen.
+    assert portal_of(fake, fake.approve(authorize, portal_id=12345678)) == 12345678
+    declined = dict(parse_qsl(urlsplit(fake.decline(authorize)).query))
+    assert (declined["error"], declined["state"]) == ("access_denied", "s")
+
+
+def test_a_per_portal_authorize_url_for_an_unknown_portal_is_refused(fake, oauth):
+    authorize = oauth.authorization_url(redirect_uri=REDIRECT, state="s", portal_id=5)
+    with pytest.raises(ValueError, match="Portal 5"):
+        fake.approve(authorize)
+    assert portal_of(fake, fake.approve(authorize, portal_id=12345678)) == 12345678
+
+
 def test_codes_are_single_use(fake, oauth):
     code = code_for(fake, oauth)
     tokens = oauth.exchange_code(code, redirect_uri=REDIRECT)
@@ -344,3 +369,103 @@ def test_fake_hubspot_server_serves_the_fake_over_real_http() -> None:
             headers={"Authorization": f"Bearer {second.access_token}"},
         )
         assert answer.json()["portalId"] == 12345678
+
+
+# -- HubSpot's limits, search and uninstall ------------------------------------------------------
+
+
+def bearer(fake: FakeHubSpot, portal_id: int = 12345678) -> dict[str, str]:
+    issued = fake.issue_tokens(portal_id, ["oauth", "crm.objects.contacts.read"])
+    return {"Authorization": f"Bearer {issued['access_token']}"}
+
+
+def test_the_fake_limits_each_portal_to_110_requests_per_rolling_10_seconds(fake, clock):
+    one, other = bearer(fake), bearer(fake, 87654321)
+    url = f"{API}/crm/objects/2026-03/contacts"
+    first = clock.now
+    for _ in range(110):
+        assert requests.get(url, headers=one, timeout=1).status_code == 200
+        clock.now += 0.05  # 110 requests in 5.5 s
+    refused = requests.get(url, headers=one, timeout=1)
+    assert refused.status_code == 429
+    body = refused.json()
+    assert (body["status"], body["errorType"], body["policyName"]) == (
+        "error",
+        "RATE_LIMIT",
+        "TEN_SECONDLY_ROLLING",
+    )
+    assert body["message"]
+    assert refused.headers["Retry-After"] == "5"  # when the oldest request leaves the window
+    assert requests.get(url, headers=other, timeout=1).status_code == 200  # per portal
+    clock.now = first + 10  # the first request left the window: one place is free
+    assert requests.get(url, headers=one, timeout=1).status_code == 200
+    assert requests.get(url, headers=one, timeout=1).status_code == 429
+    assert fake.limits.refused(12345678) == 2
+    assert fake.limits.max_in_window(12345678, 10) == 112  # what arrived, refused included
+    assert fake.limits.count(87654321) == 1
+
+
+def test_the_fake_limits_search_to_5_per_second(fake, clock):
+    headers = bearer(fake)
+    url = f"{API}/crm/v3/objects/contacts/search"
+    statuses = [
+        requests.post(url, json={"limit": 1}, headers=headers, timeout=1).status_code
+        for _ in range(6)
+    ]
+    assert statuses == [200] * 5 + [429]
+    refused = requests.post(url, json={}, headers=headers, timeout=1)
+    assert refused.json()["policyName"] == "SECONDLY"
+    assert refused.headers["Retry-After"] == "1"
+    assert requests.get(f"{API}/crm/v3/objects/contacts", headers=headers, timeout=1).ok
+    clock.now += 1
+    answer = requests.post(url, json={"limit": 2}, headers=headers, timeout=1)
+    assert (answer.json()["total"], len(answer.json()["results"])) == (2, 2)
+    assert requests.post(url, data="{", headers=headers, timeout=1).status_code == 400
+    assert fake.limits.count(12345678, search=True) == 9
+
+
+def test_the_fake_has_an_optional_daily_limit(clock):
+    with FakeHubSpot(clock=clock, daily_limit=2, rate_limit=None, search_rate_limit=None) as fake:
+        headers = bearer(fake)
+        url = f"{API}/account-info/2026-03/details"
+        statuses = [requests.get(url, headers=headers, timeout=1).status_code for _ in range(3)]
+        refused = requests.get(url, headers=headers, timeout=1)
+    assert statuses == [200, 200, 429]
+    assert refused.json()["policyName"] == "DAILY"
+    assert "Retry-After" not in refused.headers
+
+
+def test_an_injected_429_has_hubspots_body(fake):
+    headers = bearer(fake)
+    fake.fail("status", status=429, endpoint="api", retry_after=3)
+    answer = requests.get(f"{API}/account-info/2026-03/details", headers=headers, timeout=1)
+    assert answer.status_code == 429
+    assert answer.json()["policyName"] == "TEN_SECONDLY_ROLLING"
+    assert answer.headers["Retry-After"] == "3"
+
+
+def test_the_fake_uninstalls_the_app_from_one_portal(fake, oauth):
+    issued = fake.issue_tokens(12345678, ["oauth"])
+    other = bearer(fake, 87654321)
+    headers = {"Authorization": f"Bearer {issued['access_token']}"}
+    url = f"{API}/appinstalls/2026-03/external-install"
+    assert requests.delete(url, headers=headers, timeout=1).status_code == 204
+    details = f"{API}/account-info/2026-03/details"
+    assert requests.get(details, headers=headers, timeout=1).status_code == 401
+    with pytest.raises(InvalidGrant):
+        oauth.refresh(issued["refresh_token"])
+    assert requests.delete(url, headers=headers, timeout=1).status_code == 401
+    assert requests.get(details, headers=other, timeout=1).status_code == 200
+    assert fake.limits.count(12345678) == 1  # a request HubSpot rejected is not counted
+
+
+def test_the_fake_server_answers_every_method() -> None:
+    from hubspot_connect.testing import FakeHubSpotServer
+
+    with FakeHubSpotServer() as server:
+        headers = bearer(server.fake)
+        url = f"{server.url}/appinstalls/2026-03/external-install"
+        assert requests.put(url, headers=headers, timeout=2).status_code == 404
+        assert requests.patch(url, headers=headers, timeout=2).status_code == 404
+        assert requests.delete(url, headers=headers, timeout=2).status_code == 204
+    assert server.answers == [404, 404, 204]

@@ -2,9 +2,11 @@
 
 It speaks HubSpot's wire format (the dated ``/oauth/{version}/token`` endpoints with
 form bodies, HubSpot-shaped error bodies) with single-use, expiring authorization
-codes, expiring access tokens, refresh, introspect and revoke, plus two small API
-endpoints (``GET /account-info/2026-03/details``, ``GET /crm/objects/2026-03/contacts``)
-and switches to inject failures. One implementation, :meth:`FakeHubSpot.handle`,
+codes, expiring access tokens, refresh, introspect and revoke, plus a few API
+endpoints (``GET /account-info/2026-03/details``, ``GET /crm/objects/2026-03/contacts``,
+contact search, ``DELETE /appinstalls/2026-03/external-install``) under HubSpot's
+per-portal rate limits (:class:`~hubspot_connect.testing.api.RateLimits`), and switches
+to inject failures. One implementation, :meth:`FakeHubSpot.handle`,
 serves every transport: ``responses`` in tests (:meth:`FakeHubSpot.start`), Django
 views in the demo (``hubspot_connect.fake_server``), and a real HTTP server for other
 processes and the benchmarks (:class:`~hubspot_connect.testing.FakeHubSpotServer`).
@@ -12,7 +14,7 @@ processes and the benchmarks (:class:`~hubspot_connect.testing.FakeHubSpotServer
 Typical use in a test::
 
     with FakeHubSpot() as hubspot:            # routes requests to api.hubapi.com
-        response = client.get(reverse("hubspot_connect:connect"))
+        response = client.post(reverse("hubspot_connect:connect"))
         callback = hubspot.approve(response["Location"], portal_id=12345678)
         client.get(callback)
 """
@@ -78,6 +80,9 @@ class FakeHubSpot:
         latency: float = 0.0,
         store: MemoryStore | FileStore | None = None,
         clock: Callable[[], float] = time.time,
+        rate_limit: tuple[int, float] | None = (110, 10),
+        search_rate_limit: tuple[int, float] | None = (5, 1),
+        daily_limit: int | None = None,
     ) -> None:
         settings = _app_settings()
         self.client_id = client_id or (settings.CLIENT_ID if settings else "") or DEFAULT_CLIENT_ID
@@ -99,6 +104,8 @@ class FakeHubSpot:
         self.latency = latency
         self.store = store or MemoryStore()
         self.clock = clock
+        #: HubSpot's per-portal API limits, and when each API request arrived.
+        self.limits = api.RateLimits(rate_limit, search_rate_limit, daily_limit)
         #: Called with the endpoint name before each request; may return a Fault (seeded chaos).
         self.fault_plan: Callable[[str], Fault | None] | None = None
         #: Every request seen in this process: (method, path, form fields). Test-only data.
@@ -110,8 +117,13 @@ class FakeHubSpot:
     def consent(
         self, authorize_url: str, *, approve: bool = True, portal_id: int | None = None
     ) -> str:
-        """What HubSpot's consent screen does: the URL it sends the browser back to."""
+        """What HubSpot's consent screen does: the URL it sends the browser back to.
+
+        An authorize URL for one account (``…/oauth/{portal_id}/authorize``) preselects
+        that portal; ``portal_id`` picks another, as a user can on HubSpot's screen.
+        """
         query = dict(parse_qsl(urlsplit(authorize_url).query, keep_blank_values=True))
+        preselected = re.search(r"/([0-9]+)/authorize/?$", urlsplit(authorize_url).path)
         if query.get("client_id") != self.client_id:
             raise ValueError("The authorize URL carries an unknown client_id.")
         redirect_uri = query.get("redirect_uri", "")
@@ -122,7 +134,8 @@ class FakeHubSpot:
             raise ValueError("The authorize URL does not ask for the 'oauth' scope.")
         params: dict[str, str]
         if approve:
-            portal_id = portal_id or next(iter(self.portals))
+            if not portal_id:
+                portal_id = int(preselected.group(1)) if preselected else next(iter(self.portals))
             if portal_id not in self.portals:
                 raise ValueError(f"Portal {portal_id} is not one of this fake's portals.")
             optional = query.get("optional_scope", "").split()
@@ -216,6 +229,7 @@ class FakeHubSpot:
         with self.store.transaction() as data:
             data.clear()
         self.requests.clear()
+        self.limits.reset()
 
     # -- the one request handler ------------------------------------------------------------------
 
@@ -247,7 +261,8 @@ class FakeHubSpot:
             return self._guarded(parts.query, headers, lambda data: oauth.revoke(self, data, form))
         if endpoint == "api":
             with self.store.transaction() as data:
-                return api.answer(self, data, path, dict(parse_qsl(parts.query)), headers)
+                query = dict(parse_qsl(parts.query))
+                return api.answer(self, data, method.upper(), path, query, headers, body)
         return error_response(404, "OBJECT_NOT_FOUND", f"No endpoint {method.upper()} {path}.")
 
     def _endpoint(self, method: str, path: str) -> str:
@@ -258,7 +273,7 @@ class FakeHubSpot:
             return "introspect"
         if method == "POST" and path == prefix + "/revoke":
             return "revoke"
-        if method == "GET" and path in api.PATHS:
+        if api.handles(method, path):
             return "api"
         return "unknown"
 
@@ -299,8 +314,10 @@ class FakeHubSpot:
         if fault.kind == "invalid_grant":
             return oauth_error("invalid_grant", "BAD_REFRESH_TOKEN", "missing or unknown token")
 
+        if fault.status == 429:
+            return api.rate_limit_response("TEN_SECONDLY_ROLLING", fault.retry_after)
         extra = {} if fault.retry_after is None else {"Retry-After": f"{fault.retry_after:g}"}
-        category = "RATE_LIMITS" if fault.status == 429 else "INTERNAL_ERROR"
+        category = "INTERNAL_ERROR"
         response = error_response(fault.status, category, f"Injected HTTP {fault.status}.")
         response.headers.update(extra)
         return response

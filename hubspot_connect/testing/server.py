@@ -32,6 +32,15 @@ class FakeHubSpotHandler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self.serve_fake()
 
+    def do_PUT(self) -> None:
+        self.serve_fake()
+
+    def do_PATCH(self) -> None:
+        self.serve_fake()
+
+    def do_DELETE(self) -> None:
+        self.serve_fake()
+
     def read_body(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
