@@ -19,14 +19,17 @@ _EXPORTS = {
     "aget_access_token": "access",
     "api_session": "session",
     "HubSpotSession": "session",
+    "hubspot_client": "sdk",
     "refresh_expiring_tokens": "batch",
     "RefreshSummary": "batch",
     "HubSpotConnection": "models",
+    "HubSpotConnectionEvent": "models",
     "HubSpotConnectError": "exceptions",
     "HubSpotOAuthError": "exceptions",
     "InvalidGrant": "exceptions",
     "InvalidClient": "exceptions",
     "HubSpotUnavailable": "exceptions",
+    "HubSpotRateLimited": "exceptions",
     "StateError": "exceptions",
     "TokenDecryptionError": "exceptions",
     "PortalNotConnected": "exceptions",
@@ -38,7 +41,9 @@ _EXPORTS = {
 __all__ = [
     "HubSpotConnectError",
     "HubSpotConnection",
+    "HubSpotConnectionEvent",
     "HubSpotOAuthError",
+    "HubSpotRateLimited",
     "HubSpotSession",
     "HubSpotUnavailable",
     "InvalidClient",
@@ -54,6 +59,7 @@ __all__ = [
     "aget_access_token",
     "api_session",
     "get_access_token",
+    "hubspot_client",
     "refresh_expiring_tokens",
 ]
 
@@ -77,6 +83,7 @@ if TYPE_CHECKING:
     from .exceptions import (
         HubSpotConnectError,
         HubSpotOAuthError,
+        HubSpotRateLimited,
         HubSpotUnavailable,
         InvalidClient,
         InvalidGrant,
@@ -87,5 +94,6 @@ if TYPE_CHECKING:
         TokenDecryptionError,
         UnknownPortal,
     )
-    from .models import HubSpotConnection
+    from .models import HubSpotConnection, HubSpotConnectionEvent
+    from .sdk import hubspot_client
     from .session import HubSpotSession, api_session

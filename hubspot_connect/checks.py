@@ -11,8 +11,10 @@ from cryptography.fernet import Fernet
 from django.apps import apps
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.urls import URLResolver, get_resolver
 from django.utils.module_loading import import_string
 
+from .budget_checks import check_rate_limits
 from .conf import app_settings
 
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
@@ -33,6 +35,9 @@ def check_settings(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> l
     errors += _check_encryption_key()
     errors += _check_installed()
     errors += _check_numbers()
+    errors += _check_connect_on_get()
+    errors += _check_session_engine()
+    errors += check_rate_limits()
     return errors
 
 
@@ -250,6 +255,16 @@ def _check_numbers() -> list[CheckMessage]:
                     id="hubspot_connect.E012",
                 )
             )
+    retention = getattr(settings, "HUBSPOT_EVENT_RETENTION", 90)
+    if isinstance(retention, bool) or not isinstance(retention, int) or retention < 1:
+        errors.append(
+            Error(
+                "HUBSPOT_EVENT_RETENTION must be a whole number of days, 1 or more.",
+                hint="Remove it to keep 90 days of connection history; "
+                "`manage.py prune_hubspot_events` deletes what is older.",
+                id="hubspot_connect.E030",
+            )
+        )
     margin = getattr(settings, "HUBSPOT_REFRESH_MARGIN", 300)
     if isinstance(margin, bool) or not isinstance(margin, (int, float)) or margin < 0:
         errors.append(
@@ -260,3 +275,98 @@ def _check_numbers() -> list[CheckMessage]:
             )
         )
     return errors
+
+
+def _check_connect_on_get() -> list[CheckMessage]:
+    value = getattr(settings, "HUBSPOT_CONNECT_ON_GET", False)
+    if isinstance(value, bool):
+        return []
+    return [
+        Error(
+            "HUBSPOT_CONNECT_ON_GET must be True or False.",
+            hint="Leave it unset (False): a GET of the connect view then shows a confirmation "
+            "form and only its POST starts a flow. A string such as 'False' is not a bool.",
+            id="hubspot_connect.E017",
+        )
+    ]
+
+
+SIGNED_COOKIES = "django.contrib.sessions.backends.signed_cookies"
+UNSHARED_CACHES = {
+    "django.core.cache.backends.dummy.DummyCache": "stores nothing",
+    "django.core.cache.backends.locmem.LocMemCache": "is private to each process",
+}
+
+
+def _check_session_engine() -> list[CheckMessage]:
+    engine = str(getattr(settings, "SESSION_ENGINE", "django.contrib.sessions.backends.db"))
+    try:
+        from django.contrib.sessions.backends.signed_cookies import SessionStore as Cookie
+
+        in_cookie = issubclass(import_string(engine + ".SessionStore"), Cookie)
+    except ImportError:
+        in_cookie = engine == SIGNED_COOKIES
+    if not in_cookie:
+        return []
+    errors: list[CheckMessage] = [
+        Warning(
+            "SESSION_ENGINE keeps the session in a cookie; hubspot_connect's pending OAuth "
+            "flows (state, next URL) travel in it.",
+            hint="Prefer a server-side engine (db, cache or cached_db). With signed cookies "
+            "a replayed old cookie brings used states back, so their single use rests on the "
+            "default cache, and each pending flow adds to the cookie's size.",
+            id="hubspot_connect.W002",
+        )
+    ]
+    backend = str(getattr(settings, "CACHES", {}).get("default", {}).get("BACKEND", ""))
+    if backend in UNSHARED_CACHES:
+        errors.append(
+            Warning(
+                f"The default cache ({backend.rsplit('.', 1)[-1]}) {UNSHARED_CACHES[backend]}, "
+                "so with cookie sessions a used OAuth state can be replayed"
+                + (" in another process." if "locmem" in backend else "."),
+                hint="Point CACHES['default'] at a cache every process shares (Redis, "
+                "Memcached, the database cache), or use a server-side SESSION_ENGINE.",
+                id="hubspot_connect.W003",
+            )
+        )
+    return errors
+
+
+@register(Tags.security, Tags.urls)
+def check_fake_server(
+    app_configs: Sequence[Any] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """FakeHubSpot's views (csrf_exempt, answering as HubSpot) must not run in production."""
+    if settings.DEBUG:
+        return []
+    try:
+        mounted = _fake_server_prefix(get_resolver().url_patterns, "")
+    except Exception:  # a broken URLconf is for Django's own URL checks to report
+        return []
+    if mounted is None:
+        return []
+    return [
+        Error(
+            f"hubspot_connect.fake_server is mounted at '/{mounted}' while DEBUG is False.",
+            hint="It is FakeHubSpot for development and tests: its views are csrf_exempt and "
+            "answer as HubSpot to anyone. Include it only when DEBUG is on (or only in a "
+            "development URLconf), never in production.",
+            id="hubspot_connect.E016",
+        )
+    ]
+
+
+def _fake_server_prefix(patterns: Sequence[Any], prefix: str) -> str | None:
+    for pattern in patterns:
+        here = prefix + str(pattern.pattern)
+        if isinstance(pattern, URLResolver):
+            module = getattr(pattern.urlconf_module, "__name__", "")
+            if pattern.app_name == "hubspot_fake" or module == "hubspot_connect.fake_server":
+                return here
+            found = _fake_server_prefix(pattern.url_patterns, here)
+            if found is not None:
+                return found
+        elif getattr(pattern.callback, "__module__", "") == "hubspot_connect.fake_server":
+            return here
+    return None

@@ -12,15 +12,18 @@ import re
 from datetime import timedelta
 from typing import Any
 
+import requests
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
 from django.http import HttpRequest
 from django.utils import timezone
 
+from . import events
+from .account import fetch_account_details, uninstall_app
 from .client import HubSpotOAuthClient, TokenInfo, TokenResponse, get_client
 from .db import Durable, RetryOnCaller, write_alias
 from .exceptions import HubSpotConnectError, HubSpotOAuthError, HubSpotUnavailable
-from .models import ACTIVE, DISCONNECTED, HubSpotConnection
+from .models import ACTIVE, DISCONNECTED, EventKind, HubSpotConnection
 from .signals import hubspot_connected, hubspot_disconnected
 
 logger = logging.getLogger("hubspot_connect")
@@ -59,6 +62,7 @@ def connect_portal(
         "expires_at": sent_at + timedelta(seconds=tokens.expires_in),
         "status": ACTIVE,
         "refresh_failures": 0,
+        "failing_since": None,
         "last_error": "",
         "last_error_at": None,
         "lease_expires_at": None,
@@ -70,10 +74,11 @@ def connect_portal(
     optional = {"hub_domain": info.hub_domain if info else "", "hublet": hublet}
     optional["hubspot_user_email"] = info.user if info else ""
     values.update({key: value for key, value in optional.items() if value})
+    values.update(_account_fields(int(portal_id), tokens.access_token))
     if user is not None and user.is_authenticated:
         # The id, not the instance: the user may live on another database than our rows.
         values["connected_by_id"] = user.pk
-    connection, created = _store_connection(int(portal_id), values)
+    connection, created = _store_connection(int(portal_id), values, actor=user)
     logger.info("Portal %s %s", connection.portal_id, "connected" if created else "reconnected")
     hubspot_connected.send(
         sender=HubSpotConnection, connection=connection, request=request, created=created
@@ -81,15 +86,40 @@ def connect_portal(
     return connection, created
 
 
-def _store_connection(portal_id: int, values: dict[str, Any]) -> tuple[HubSpotConnection, bool]:
+def _store_connection(
+    portal_id: int, values: dict[str, Any], *, actor: Any = None
+) -> tuple[HubSpotConnection, bool]:
     alias = write_alias()
     durable = Durable(alias)
     rows = HubSpotConnection.objects.using(alias)
+
+    def store() -> tuple[HubSpotConnection, bool]:
+        # What the row was, for the history (a reconnect says what changed).
+        before = rows.filter(portal_id=portal_id).values_list("scopes", "status").first()
+        connection, created = rows.update_or_create(portal_id=portal_id, defaults=values)
+        events.connected(connection, created=created, before=before, actor=actor, using=alias)
+        return connection, created
+
     try:
         with durable.block(fallback=True):
-            return rows.update_or_create(portal_id=portal_id, defaults=values)
+            return store()
     except RetryOnCaller:
-        return rows.update_or_create(portal_id=portal_id, defaults=values)
+        return store()
+
+
+def _account_fields(portal_id: int, access_token: str) -> dict[str, str]:
+    """What GET /account-info/2026-03/details says (ui_domain, time_zone, …); a failure is
+    logged and never fails the connection."""
+    try:
+        return fetch_account_details(portal_id, access_token).fields()
+    except HubSpotConnectError as exc:
+        reason = str(exc)
+    except requests.RequestException as exc:
+        reason = type(exc).__name__
+    logger.warning(
+        "Portal %s connected, but reading its account details failed: %s", portal_id, reason
+    )
+    return {}
 
 
 def _hublet_from(tokens: TokenResponse) -> str:
@@ -97,13 +127,27 @@ def _hublet_from(tokens: TokenResponse) -> str:
     return match.group(1) if match else ""
 
 
-def disconnect_connection(connection: HubSpotConnection, *, revoke: bool = True) -> None:
+def disconnect_connection(
+    connection: HubSpotConnection,
+    *,
+    revoke: bool = True,
+    uninstall: bool = False,
+    actor: Any = None,
+) -> None:
     """Revoke at HubSpot (optionally), wipe both tokens, keep the row as ``disconnected``.
+
+    ``actor``: the user who disconnected it, for the connection's history.
 
     If HubSpot cannot be reached the row is left as it was and :class:`HubSpotUnavailable`
     propagates, so the revocation can be retried. A token HubSpot no longer knows is
     simply wiped.
+
+    ``uninstall=True`` first removes the app from the customer's HubSpot account
+    (``DELETE /appinstalls/2026-03/external-install``), with the same failure rules.
     """
+    uninstalled = False
+    if uninstall and connection.refresh_token:
+        uninstalled = uninstall_app(connection)
     if revoke and connection.refresh_token:
         try:
             get_client().revoke(connection.refresh_token)
@@ -127,5 +171,8 @@ def disconnect_connection(connection: HubSpotConnection, *, revoke: bool = True)
                 "updated_at",
             ],
         )
+        if uninstalled:
+            events.record(EventKind.UNINSTALLED, connection, actor=actor, using=alias)
+        events.record(EventKind.DISCONNECTED, connection, actor=actor, using=alias)
     logger.info("Portal %s disconnected", connection.portal_id)
     hubspot_disconnected.send(sender=HubSpotConnection, connection=connection)

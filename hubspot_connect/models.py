@@ -8,15 +8,18 @@ call the service functions that ``HubSpotConnectConfig.ready()`` plugs into
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import models
+from django.db.models.functions import Cast
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from .conf import app_settings
 from .exceptions import NeedsReauth, PortalDisconnected
 from .fields import EncryptedTokenField
 
@@ -42,6 +45,54 @@ class HubSpotConnectionQuerySet(models.QuerySet["HubSpotConnection"]):
         return self.filter(
             models.Q(expires_at__isnull=True) | models.Q(expires_at__lte=timezone.now() + within)
         )
+
+    def failing(self) -> HubSpotConnectionQuerySet:
+        """Active connections whose last refresh attempt failed (they are being retried)."""
+        return self.filter(status=ACTIVE, refresh_failures__gt=0)
+
+    def missing_scopes(self, required: Iterable[str] | None = None) -> HubSpotConnectionQuerySet:
+        """Connections never granted one of the ``required`` scopes (default HUBSPOT_SCOPES).
+
+        Disconnected ones included; combine with :meth:`active` as needed.
+        """
+        missing = missing_scopes_q(app_settings.SCOPES if required is None else required)
+        if missing is None:
+            return self.none()
+        return self.alias(**{GRANTED_TEXT: Cast("scopes", models.TextField())}).filter(missing)
+
+    def needs_attention(self, now: datetime | None = None) -> HubSpotConnectionQuerySet:
+        """Connections someone should look at: see :meth:`HubSpotConnection.problems`."""
+        now = now or timezone.now()
+        active = models.Q(status=ACTIVE)
+        expired = models.Q(expires_at__isnull=True) | models.Q(expires_at__lte=now)
+        condition = (
+            models.Q(status=NEEDS_REAUTH)
+            | (active & models.Q(refresh_failures__gt=0))
+            | (active & expired)
+        )
+        missing = missing_scopes_q(app_settings.SCOPES)
+        if missing is not None:
+            condition |= ~models.Q(status=DISCONNECTED) & missing
+        return self.alias(**{GRANTED_TEXT: Cast("scopes", models.TextField())}).filter(condition)
+
+
+#: The alias :func:`missing_scopes_q` needs: the granted scopes as the JSON list's text.
+GRANTED_TEXT = "_hubspot_granted_scopes"
+
+
+def missing_scopes_q(required: Iterable[str]) -> models.Q | None:
+    """A condition true for rows not granted one of ``required`` (``None``: nothing required).
+
+    It compares the JSON list as text (``"scope"``, quotes included, is an exact element),
+    because JSON containment lookups do not exist on every database (SQLite, MariaDB).
+    The queryset needs the :data:`GRANTED_TEXT` alias (see
+    :meth:`HubSpotConnectionQuerySet.missing_scopes`).
+    """
+    condition: models.Q | None = None
+    for scope in sorted(set(required)):
+        part = ~models.Q(**{f"{GRANTED_TEXT}__contains": json.dumps(scope)})
+        condition = part if condition is None else condition | part
+    return condition
 
 
 HubSpotConnectionManager = models.Manager.from_queryset(HubSpotConnectionQuerySet)
@@ -119,6 +170,29 @@ class HubSpotConnection(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status == ACTIVE
+
+    @property
+    def missing_scopes(self) -> set[str]:
+        """The scopes of HUBSPOT_SCOPES this portal was never granted (reconnect to grant them)."""
+        return set(app_settings.SCOPES) - {str(scope) for scope in self.scopes or ()}
+
+    def problems(self, now: datetime | None = None) -> list[str]:
+        """Why this connection needs attention (``[]``: it does not).
+
+        ``needs_reauth``; ``failing`` (refreshes fail, being retried); ``expired`` (the
+        access token has, and no refresh replaced it); ``missing_scopes``. A disconnected
+        connection has none: it was ended on purpose.
+        """
+        if self.status == DISCONNECTED:
+            return []
+        found = [NEEDS_REAUTH] if self.status == NEEDS_REAUTH else []
+        if self.status == ACTIVE and self.refresh_failures:
+            found.append("failing")
+        if self.status == ACTIVE and self.is_expired(now):
+            found.append("expired")
+        if self.missing_scopes:
+            found.append("missing_scopes")
+        return found
 
     def expires_in(self, now: datetime | None = None) -> timedelta | None:
         """Time left on the access token (negative once expired)."""

@@ -14,11 +14,11 @@ from typing import Any
 
 from django.utils import timezone
 
-from . import lease
+from . import events, lease
 from .client import HubSpotOAuthClient, get_client
 from .conf import app_settings
 from .db import Durable, RetryOnCaller, write_alias
-from .exceptions import HubSpotOAuthError, HubSpotUnavailable, InvalidGrant
+from .exceptions import HubSpotOAuthError, HubSpotUnavailable, InvalidClient, InvalidGrant
 from .models import NEEDS_REAUTH, HubSpotConnection
 from .signals import hubspot_needs_reauth, hubspot_tokens_refreshed
 
@@ -46,10 +46,20 @@ def _claim_or_reread(
     return lease.claim(connection, using=using)
 
 
-def _store(durable: Durable, connection: HubSpotConnection, held: datetime, **values: Any) -> bool:
-    """Store under the lease; if the lease ran out meanwhile, load what the new holder stored."""
+def _store(
+    durable: Durable,
+    connection: HubSpotConnection,
+    held: datetime,
+    outcome: events.Outcome,
+    **values: Any,
+) -> bool:
+    """Store under the lease; if the lease ran out meanwhile, load what the new holder stored.
+
+    The outcome's history (its hourly count, an event) is written in the same durable block.
+    """
     with durable.block():
         if lease.store(connection, held, using=durable.alias, **values):
+            outcome.record(connection, using=durable.alias)
             return True
         lease.reread(connection, using=durable.alias)
     logger.warning(
@@ -66,6 +76,7 @@ def refresh_connection(
     *,
     within: timedelta | None = None,
     client: HubSpotOAuthClient | None = None,
+    tally: events.RefreshTally | None = None,
 ) -> bool:
     """Refresh ``connection``'s tokens if due (or ``force``), under the refresh lease.
 
@@ -74,6 +85,8 @@ def refresh_connection(
     holds the row as stored. Raises :class:`InvalidGrant` after marking the row
     ``needs_reauth``, and :class:`HubSpotUnavailable` or :class:`HubSpotOAuthError`
     after recording the failure; the stored tokens are untouched in both cases.
+    :class:`InvalidClient` (HubSpot refused the app's own credentials) leaves the row as
+    it was. The outcome is counted per hour, in ``tally`` (a batch run) or at once.
     """
     connection.ensure_usable()
     if within is None:
@@ -96,17 +109,25 @@ def refresh_connection(
                 "No refresh token is stored for this portal.", error="invalid_grant"
             )
         tokens = client.refresh(connection.refresh_token)
+    except InvalidClient:
+        # Nothing is wrong with this portal: its row keeps its status and counters.
+        with durable.block():
+            lease.store(connection, held, using=durable.alias, lease_expires_at=None)
+        raise
     except (HubSpotUnavailable, HubSpotOAuthError) as exc:
         reauth = isinstance(exc, InvalidGrant)
+        failed = events.refresh_failed(connection, exc, reauth=reauth, tally=tally)
+        now = timezone.now()
         failure: dict[str, Any] = {
             "lease_expires_at": None,
             "refresh_failures": connection.refresh_failures + 1,
+            "failing_since": connection.failing_since or now,
             "last_error": str(exc),
-            "last_error_at": timezone.now(),
+            "last_error_at": now,
         }
         if reauth:
             failure["status"] = NEEDS_REAUTH
-        if not _store(durable, connection, held, **failure):
+        if not _store(durable, connection, held, failed, **failure):
             return False
         if reauth:
             logger.warning("Portal %s needs re-authorization: %s", connection.portal_id, exc)
@@ -125,12 +146,15 @@ def refresh_connection(
         "expires_at": sent_at + timedelta(seconds=tokens.expires_in),
         "last_refreshed_at": timezone.now(),
         "refresh_failures": 0,
+        "refresh_count": connection.refresh_count + 1,  # our copy is the row: we hold the lease
+        "failing_since": None,
         "last_error": "",
         "lease_expires_at": None,
     }
     if tokens.scopes is not None:
         values["scopes"] = list(tokens.scopes)
-    if not _store(durable, connection, held, **values):
+    done = events.refreshed(connection, tokens.scopes, tally=tally)
+    if not _store(durable, connection, held, done, **values):
         return False
     logger.debug("Portal %s refreshed", connection.portal_id)
     hubspot_tokens_refreshed.send(sender=HubSpotConnection, connection=connection)

@@ -8,12 +8,14 @@ from dataclasses import dataclass
 from cryptography.fernet import Fernet, InvalidToken
 from django.db.models import QuerySet, TextField
 from django.db.models.functions import Cast
+from django.utils.translation import gettext
 
+from . import events
 from .conf import app_settings
 from .db import write_alias
 from .exceptions import TokenDecryptionError
 from .fields import decrypt, get_fernet
-from .models import HubSpotConnection
+from .models import EventKind, HubSpotConnection
 
 logger = logging.getLogger("hubspot_connect")
 
@@ -41,7 +43,8 @@ def rotate_encryption_key(chunk_size: int = 200) -> RotationResult:
     """Re-encrypt every connection's tokens with the first key of FIELD_ENCRYPTION_KEY.
 
     Idempotent: rows whose ciphertext the first key already opens are left alone. Reads
-    and writes go to the database the router picks for writing the connections.
+    and writes go to the database the router picks for writing the connections. Each
+    re-encrypted connection gets a ``key_rotated`` event (one INSERT per chunk).
     """
     get_fernet()  # a missing or malformed key fails here, before anything is read
     first = Fernet(app_settings.ENCRYPTION_KEYS[0])
@@ -54,9 +57,12 @@ def rotate_encryption_key(chunk_size: int = 200) -> RotationResult:
         return True
 
     result = RotationResult()
-    rows = HubSpotConnection.objects.using(write_alias())
+    alias = write_alias()
+    rows = HubSpotConnection.objects.using(alias)
     pks = list(rows.order_by("pk").values_list("pk", flat=True))
+    message = gettext("Tokens re-encrypted with the first key of FIELD_ENCRYPTION_KEY.")
     for start in range(0, len(pks), chunk_size):
+        rotated: list[int] = []
         for pk, access, refresh in _raw_tokens(
             rows.filter(pk__in=pks[start : start + chunk_size])
         ):
@@ -78,6 +84,8 @@ def rotate_encryption_key(chunk_size: int = 200) -> RotationResult:
             unchanged = rows.filter(pk=pk, access_token=access, refresh_token=refresh)
             if unchanged.update(**values):
                 result.rotated += 1
+                rotated.append(pk)
             else:
                 result.current += 1
+        events.record_many(EventKind.KEY_ROTATED, rotated, message=message, using=alias)
     return result

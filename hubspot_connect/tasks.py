@@ -31,7 +31,9 @@ def refresh_hubspot_tokens(
     """The same work as ``manage.py refresh_hubspot_tokens``; returns the summary counts.
 
     Failures do not make the task fail: they are counted in the result (and logged), and
-    the rows are retried on the next run.
+    the rows are retried on the next run. ``exit_status`` is the command's: 0 all
+    refreshed, 1 a portal failed or needs re-auth, 2 HubSpot refused the app's own
+    credentials (``credentials_rejected`` then says what to check; the run stopped).
     """
     summary = refresh_expiring_tokens(
         within=timedelta(seconds=within),
@@ -47,5 +49,7 @@ def refresh_hubspot_tokens(
         "failed": summary.failed,
         "awaiting_reauth": summary.awaiting_reauth,
         "ok": summary.ok,
+        "exit_status": summary.exit_status,
+        "credentials_rejected": summary.credentials_rejected,
         "summary": str(summary),
     }

@@ -6,7 +6,6 @@ import re
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any
-from urllib.parse import quote, urlencode
 
 import pytest
 from django.contrib.admin.models import LogEntry
@@ -18,7 +17,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from hubspot_connect.admin import EXPIRING, display_status, hubspot_portal_url
-from hubspot_connect.models import HubSpotConnection
+from hubspot_connect.models import HubSpotConnection, HubSpotConnectionEvent
 from hubspot_connect.testing import FakeHubSpot
 
 CHANGELIST = reverse("admin:hubspot_connect_hubspotconnection_changelist")
@@ -201,30 +200,59 @@ def test_changelist_shows_every_portal_with_status_and_links(
     assert 'href="https://app.hubspot.com/settings/11111111"' in row_html(html, 11111111)
 
 
+CONNECT_FORM = re.compile(
+    r'<form id="hubspot-connect-form" method="post" action="([^"]+)" class="hubspot-tool-form">'
+    r'<input type="hidden" name="csrfmiddlewaretoken" value="[^"]+">'
+    r'<input type="hidden" name="next" value="([^"]+)">'
+    r'<button type="submit" class="hubspot-tool hubspot-tool-add">'
+    r"Connect a HubSpot portal</button></form>"
+)
+
+
 def test_reconnect_offered_only_for_portals_that_need_it(
     admin_client: Client, portals: dict[str, HubSpotConnection]
 ) -> None:
     html = text(admin_client.get(CHANGELIST))
-    expected = reverse("hubspot_connect:connect") + "?" + urlencode({"next": CHANGELIST})
     for portal_id in (33333333, 44444444):
-        assert f'href="{expected}" class="hubspot-reconnect">Reconnect<' in row_html(
-            html, portal_id
-        ).replace("&amp;", "&")
+        # A button of the connect form above the list (rows sit inside the actions form).
+        assert (
+            f'<button type="submit" form="hubspot-connect-form" name="portal" '
+            f'value="{portal_id}" class="hubspot-reconnect"'
+        ) in row_html(html, portal_id)
     for portal_id in (87654321, 11111111, 22222222):
         assert "Reconnect" not in row_html(html, portal_id)
+    assert 'href="/hubspot/connect/' not in html  # never a link: a GET changes the session
 
 
-def test_connect_button_starts_the_flow_and_comes_back(
+def test_connect_button_is_a_post_form_that_starts_the_flow_and_comes_back(
     admin_client: Client, fake_hubspot: FakeHubSpot, db: None
 ) -> None:
     html = text(admin_client.get(CHANGELIST))
-    url = reverse("hubspot_connect:connect") + "?next=" + quote(CHANGELIST, safe="")
-    assert f'<a href="{url}" class="addlink">Connect a HubSpot portal</a>' in html
-    start = admin_client.get(url)
+    found = CONNECT_FORM.search(html)
+    assert found, "no connect form"
+    assert found.groups() == (reverse("hubspot_connect:connect"), CHANGELIST)
+    start = admin_client.post(found.group(1), {"next": found.group(2)})
     assert start.status_code == 302
     callback = admin_client.get(fake_hubspot.approve(start["Location"], portal_id=87654321))
     assert callback["Location"] == CHANGELIST
     assert HubSpotConnection.objects.get(portal_id=87654321).hublet == "eu1"
+
+
+def test_connect_form_needs_the_csrf_token(fake_hubspot: FakeHubSpot, db: None) -> None:
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(User.objects.create_superuser("root", "root@example.com", "pw"))
+    refused = client.post(reverse("hubspot_connect:connect"), {"next": CHANGELIST})
+    assert refused.status_code == 403
+    html = text(client.get(CHANGELIST))
+    found = CONNECT_FORM.search(html)
+    assert found
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', found.group(0))
+    assert token
+    started = client.post(
+        found.group(1), {"next": CHANGELIST, "csrfmiddlewaretoken": token.group(1)}
+    )
+    assert started.status_code == 302
+    assert started["Location"].startswith(fake_hubspot.authorize_url.rsplit("/oauth", 1)[0])
 
 
 @pytest.mark.parametrize(
@@ -314,16 +342,27 @@ def test_detail_page_is_read_only_with_scopes_and_last_error(
     assert "HubSpot rejected the refresh token (BAD_REFRESH_TOKEN)." in html
     assert 'href="https://app.hubspot.com/settings/33333333"' in html
     assert "Open in HubSpot" in html
-    fields = re.findall(r"<(?:input|textarea|select)\b[^>]*\bname=\"([^\"]*)\"", html)
+    main_form = html[html.index('id="hubspotconnection_form"') :]
+    fields = re.findall(r"<(?:input|textarea|select)\b[^>]*\bname=\"([^\"]*)\"", main_form)
     assert set(fields) == {"csrfmiddlewaretoken"}
     assert 'name="_save"' not in html
     assert "Token expires" in html  # about the token; the token itself is never there
     assert "access_token" not in html
     assert "refresh_token" not in html
-    reconnect = (
-        reverse("hubspot_connect:connect") + "?" + urlencode({"next": change_url(connection)})
+    reconnect = re.search(
+        r'<form method="post" action="([^"]+)" class="hubspot-tool-form">'
+        r'<input type="hidden" name="csrfmiddlewaretoken" value="[^"]+">'
+        r'<input type="hidden" name="next" value="([^"]+)">'
+        r'<input type="hidden" name="portal" value="(\d+)">'
+        r'<button type="submit" class="hubspot-tool hubspot-tool-add">Reconnect</button>',
+        html,
     )
-    assert f'href="{reconnect}"' in html.replace("&amp;", "&")
+    assert reconnect
+    assert reconnect.groups() == (
+        reverse("hubspot_connect:connect"),
+        change_url(connection),
+        "33333333",
+    )
 
 
 def test_detail_page_of_an_active_portal_offers_no_reconnect(
@@ -548,16 +587,28 @@ def test_refresh_action_reports_an_outage_and_keeps_the_tokens(
     assert not LogEntry.objects.exists()
 
 
-def test_refresh_action_reports_a_refusal(
-    admin_client: Client, portals: dict[str, HubSpotConnection], settings: Any
+def test_refresh_action_stops_at_a_refusal_of_the_apps_credentials(
+    admin_client: Client,
+    portals: dict[str, HubSpotConnection],
+    settings: Any,
+    fake_hubspot: FakeHubSpot,
 ) -> None:
     settings.HUBSPOT_CLIENT_SECRET = "not-the-secret-hubspot-knows"  # invalid_client
-    response = run_action(admin_client, "refresh_tokens", [portals["active"]])
+    rows = [portals["active"], portals["expiring"], portals["expired"]]
+    response = run_action(admin_client, "refresh_tokens", rows)
+    # One message, not one per portal: the app's credentials are wrong, not the portals.
     assert messages_of(response) == [
-        "Refreshing portal 87654321 failed: HubSpot refused it (invalid_client). "
-        "The old tokens were kept."
+        "HubSpot refused the app's own credentials (invalid_client): check "
+        "HUBSPOT_CLIENT_ID and HUBSPOT_CLIENT_SECRET against the app's Auth settings in "
+        "HubSpot. No portal was changed."
     ]
     assert "not-the-secret" not in text(response)
+    assert sum(1 for _m, path, _f in fake_hubspot.requests if path.endswith("/token")) == 1
+    assert not HubSpotConnection.objects.filter(refresh_failures__gt=0, status="active").exists()
+    event = HubSpotConnectionEvent.objects.get()
+    assert (event.kind, event.connection_id) == ("credentials_rejected", None)
+    assert event.actor is not None
+    assert event.actor.get_username() == "admin"
 
 
 def test_refresh_action_isolates_a_row_that_does_not_decrypt(

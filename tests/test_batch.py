@@ -11,6 +11,7 @@ from django.test import override_settings
 from hubspot_connect.batch import (
     FAILED,
     REFRESHED,
+    REJECTED,
     SKIPPED,
     WOULD_REFRESH,
     RefreshSummary,
@@ -18,11 +19,15 @@ from hubspot_connect.batch import (
     refresh_expiring_tokens,
 )
 from hubspot_connect.connect import disconnect_connection
-from hubspot_connect.models import HubSpotConnection
+from hubspot_connect.models import HubSpotConnection, HubSpotConnectionEvent, HubSpotRefreshHour
 from hubspot_connect.testing import FakeHubSpot
 from tests.helpers import OTHER_KEY, MakeConnection, stored
 
 pytestmark = pytest.mark.django_db
+
+
+def token_posts(fake: FakeHubSpot) -> int:
+    return sum(1 for method, path, _ in fake.requests if path.endswith("/token"))
 
 
 def test_summary_line() -> None:
@@ -162,14 +167,98 @@ def test_batch_counts_needs_reauth_and_does_not_retry_it(
 
 
 @override_settings(HUBSPOT_CLIENT_SECRET="not-the-secret-hubspot-knows")
-def test_batch_does_not_retry_a_rejected_client(
+def test_a_rejected_client_stops_the_run_and_is_recorded_once(
     make_connection: MakeConnection, fake_hubspot: FakeHubSpot
 ) -> None:
-    make_connection(expires_in=60)
+    rows = [make_connection(portal, expires_in=60 + portal) for portal in range(1, 6)]
     sleeps: list[float] = []
-    summary = refresh_expiring_tokens(concurrency=1, sleep=sleeps.append)
-    assert summary.failed == 1
+    outcomes: list[tuple[Any, str]] = []
+    summary = refresh_expiring_tokens(
+        concurrency=1,
+        sleep=sleeps.append,
+        progress=lambda item, outcome, error: outcomes.append((item.portal_id, outcome)),
+    )
+    assert token_posts(fake_hubspot) == 1  # the first answer stops the run
     assert sleeps == []
+    assert outcomes == [(1, REJECTED)]
+    assert (summary.refreshed, summary.failed, summary.needs_reauth) == (0, 0, 0)
+    assert "invalid_client" in summary.credentials_rejected
+    assert "not-the-secret" not in summary.credentials_rejected
+    assert not summary.ok
+    assert summary.exit_status == 2
+    assert str(summary).startswith(
+        "stopped: HubSpot rejected the app's credentials (invalid_client), check "
+        "HUBSPOT_CLIENT_ID and HUBSPOT_CLIENT_SECRET; refreshed 0,"
+    )
+    for row in rows:  # no connection was marked
+        now = stored(row)
+        assert (now.status, now.refresh_failures, now.last_error, now.failing_since) == (
+            "active",
+            0,
+            "",
+            None,
+        )
+        assert now.access_token == row.access_token
+    event = HubSpotConnectionEvent.objects.get()
+    assert (event.connection_id, event.kind, event.http_status) == (
+        None,
+        "credentials_rejected",
+        400,
+    )
+    assert "invalid_client" in event.message
+    assert not HubSpotRefreshHour.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+@override_settings(HUBSPOT_CLIENT_SECRET="not-the-secret-hubspot-knows")
+def test_a_rejected_client_stops_every_thread(
+    make_connection: MakeConnection, fake_hubspot: FakeHubSpot
+) -> None:
+    for portal in range(1, 41):
+        make_connection(portal, expires_in=60)
+    summary = refresh_expiring_tokens(concurrency=4, chunk_size=10)
+    assert summary.exit_status == 2
+    # Each thread may have had one request in flight when the first answer came back.
+    assert 1 <= token_posts(fake_hubspot) <= 4
+    assert HubSpotConnectionEvent.objects.filter(kind="credentials_rejected").count() == 1
+    assert not HubSpotConnection.objects.filter(refresh_failures__gt=0).exists()
+
+
+def test_an_outage_writes_one_event_per_portal_not_one_per_attempt(
+    make_connection: MakeConnection, fake_hubspot: FakeHubSpot
+) -> None:
+    for portal in range(1, 11):
+        make_connection(portal, expires_in=60)
+    fake_hubspot.fail("status", status=503, times=1000)
+    for _run in range(2):
+        summary = refresh_expiring_tokens(concurrency=1, retries=2, sleep=lambda s: None)
+        assert summary.failed == 10
+        assert summary.exit_status == 1
+    assert HubSpotConnectionEvent.objects.filter(kind="refresh_failed").count() == 10
+    assert HubSpotConnectionEvent.objects.count() == 10
+    assert set(HubSpotConnection.objects.values_list("refresh_failures", flat=True)) == {6}
+    (hour,) = HubSpotRefreshHour.objects.all()
+    assert (hour.refreshed, hour.failed) == (0, 60)  # every attempt counted, in one row
+
+
+def test_a_run_counts_its_refreshes_per_hour_once_per_chunk(
+    make_connection: MakeConnection, fake_hubspot: FakeHubSpot
+) -> None:
+    for portal in range(1, 6):
+        make_connection(portal, expires_in=60)
+    fake_hubspot.revoke_all(5)
+    summary = refresh_expiring_tokens(concurrency=1, chunk_size=2)
+    assert (summary.refreshed, summary.needs_reauth) == (4, 1)
+    (hour,) = HubSpotRefreshHour.objects.all()
+    assert (hour.refreshed, hour.failed, hour.needs_reauth) == (4, 0, 1)
+    assert list(HubSpotConnectionEvent.objects.values_list("kind", flat=True)) == ["needs_reauth"]
+    assert sorted(HubSpotConnection.objects.values_list("refresh_count", flat=True)) == [
+        0,
+        1,
+        1,
+        1,
+        1,
+    ]
 
 
 def test_batch_skips_a_row_disconnected_meanwhile(
@@ -203,9 +292,20 @@ def test_batch_isolates_a_row_that_cannot_be_decrypted(
     assert (summary.refreshed, summary.failed) == (1, 1)
     assert (bad.pk, FAILED) in outcomes
     assert stored(good).access_token != good.access_token
-    failed = HubSpotConnection.objects.filter(pk=bad.pk).values("refresh_failures", "last_error")
+    failed = HubSpotConnection.objects.filter(pk=bad.pk).values(
+        "refresh_failures", "last_error", "failing_since"
+    )
     assert failed[0]["refresh_failures"] == 1
+    assert failed[0]["failing_since"] is not None
     assert "FIELD_ENCRYPTION_KEY" in failed[0]["last_error"]
+    event = HubSpotConnectionEvent.objects.get()
+    assert (event.connection_id, event.kind) == (bad.pk, "refresh_failed")
+    assert "FIELD_ENCRYPTION_KEY" in event.message
+    again = refresh_expiring_tokens(concurrency=1)
+    assert again.failed == 1
+    assert HubSpotConnectionEvent.objects.count() == 1  # the same error: no second event
+    kept = HubSpotConnection.objects.filter(pk=bad.pk).values_list("failing_since", flat=True)
+    assert list(kept) == [failed[0]["failing_since"]]  # the same streak
 
 
 def test_batch_counts_an_unexpected_error_as_failed(

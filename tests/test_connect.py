@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import requests
 import responses
 from django.contrib.auth.models import AnonymousUser
 
 from hubspot_connect.client import get_client
 from hubspot_connect.connect import connect_portal, disconnect_connection
 from hubspot_connect.exceptions import (
+    HubSpotOAuthError,
+    HubSpotRateLimited,
     HubSpotUnavailable,
+    InvalidGrant,
 )
 from hubspot_connect.models import HubSpotConnection
+from hubspot_connect.session import HubSpotSession
 from hubspot_connect.signals import (
     hubspot_connected,
     hubspot_disconnected,
@@ -159,3 +165,143 @@ def test_disconnect_wipes_even_if_hubspot_refuses_the_revocation(
     fake_hubspot.fail("invalid_grant", endpoint="revoke")
     disconnect_connection(connection)
     assert stored(connection).status == HubSpotConnection.Status.DISCONNECTED
+
+
+# -- what HubSpot says about the account -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("portal_id", "expected"),
+    [
+        (12345678, ("app.hubspot.com", "na1", "STANDARD", "US/Eastern")),
+        (87654321, ("app-eu1.hubspot.com", "eu1", "STANDARD", "Europe/Berlin")),
+    ],
+)
+def test_connect_records_the_account_details(
+    fake_hubspot: FakeHubSpot, portal_id: int, expected: tuple[str, ...]
+) -> None:
+    connection, _ = connect_portal(
+        code=authorization_code(fake_hubspot, portal_id), redirect_uri=REDIRECT
+    )
+    row = stored(connection)
+    assert (row.ui_domain, row.data_hosting_location, row.account_type, row.time_zone) == expected
+    assert ("GET", "/account-info/2026-03/details", {}) in fake_hubspot.requests
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"kind": "status", "status": 500},
+        {"kind": "status", "status": 401},
+        {"kind": "timeout"},
+        {"kind": "reset"},
+        {"kind": "non_json", "status": 502},
+        {"kind": "truncated"},
+    ],
+)
+def test_a_failing_account_details_call_never_fails_the_connection(
+    fake_hubspot: FakeHubSpot, caplog: pytest.LogCaptureFixture, fault: dict[str, Any]
+) -> None:
+    fake_hubspot.fail(endpoint="api", **fault)
+    with caplog.at_level(logging.WARNING, logger="hubspot_connect"):
+        connection, created = connect_portal(
+            code=authorization_code(fake_hubspot), redirect_uri=REDIRECT
+        )
+    row = stored(connection)
+    assert created
+    assert row.status == HubSpotConnection.Status.ACTIVE
+    assert (row.ui_domain, row.time_zone) == ("", "")
+    assert "reading its account details failed" in caplog.text
+    assert row.access_token not in caplog.text
+    assert row.refresh_token not in caplog.text
+
+
+# -- uninstall --------------------------------------------------------------------------------
+
+
+def test_disconnect_can_uninstall_the_app_first(
+    make_connection: MakeConnection, fake_hubspot: FakeHubSpot
+) -> None:
+    connection = make_connection()
+    access, refresh = connection.access_token, connection.refresh_token
+    connection.disconnect(uninstall=True)
+    assert [(method, path) for method, path, _ in fake_hubspot.requests] == [
+        ("DELETE", "/appinstalls/2026-03/external-install"),
+        ("POST", "/oauth/2026-03/token/revoke"),
+    ]
+    row = stored(connection)
+    assert row.status == HubSpotConnection.Status.DISCONNECTED
+    assert (row.access_token, row.refresh_token) == ("", "")
+    # HubSpot forgot the app: its tokens no longer work.
+    assert not fake_hubspot.is_live_refresh_token(refresh)
+    with pytest.raises(InvalidGrant):
+        get_client().refresh(refresh)
+    answer = requests.get(
+        "https://api.hubapi.com/account-info/2026-03/details",
+        headers={"Authorization": f"Bearer {access}"},
+        timeout=5,
+    )
+    assert answer.status_code == 401
+
+
+def test_uninstall_uses_a_fresh_access_token(
+    make_connection: MakeConnection, fake_hubspot: FakeHubSpot
+) -> None:
+    connection = make_connection(expires_in=10)
+    disconnect_connection(connection, uninstall=True)
+    assert fake_hubspot.refresh_calls() == 1
+    assert 12345678 in fake_hubspot.store._data["uninstalled"]
+
+
+@pytest.mark.parametrize(
+    ("fault", "error"),
+    [
+        ({"kind": "status", "status": 500}, HubSpotUnavailable),
+        ({"kind": "status", "status": 503, "times": 5}, HubSpotUnavailable),
+        ({"kind": "reset", "times": 5}, HubSpotUnavailable),
+        ({"kind": "status", "status": 403}, HubSpotOAuthError),
+    ],
+)
+def test_a_failed_uninstall_changes_nothing(
+    make_connection: MakeConnection,
+    fake_hubspot: FakeHubSpot,
+    monkeypatch: pytest.MonkeyPatch,
+    fault: dict[str, Any],
+    error: type[Exception],
+) -> None:
+    monkeypatch.setattr(HubSpotSession, "backoff", 0.01)  # retry without the test waiting
+    connection = make_connection()
+    fake_hubspot.fail(endpoint="api", **fault)
+    with pytest.raises(error):
+        connection.disconnect(uninstall=True)
+    row = stored(connection)
+    assert row.status == HubSpotConnection.Status.ACTIVE
+    assert row.refresh_token == connection.refresh_token
+    assert fake_hubspot.is_live_refresh_token(connection.refresh_token)
+    assert "revoke" not in str(fake_hubspot.requests)
+
+
+def test_a_daily_limit_stops_the_uninstall(
+    make_connection: MakeConnection, fake_hubspot: FakeHubSpot
+) -> None:
+    connection = make_connection()
+    fake_hubspot.limits.daily = 0
+    with pytest.raises(HubSpotRateLimited):
+        connection.disconnect(uninstall=True)
+    assert stored(connection).status == HubSpotConnection.Status.ACTIVE
+
+
+@pytest.mark.parametrize("how", ["revoked", "needs_reauth", "unknown_token"])
+def test_uninstalling_an_app_hubspot_already_dropped_still_disconnects(
+    make_connection: MakeConnection, fake_hubspot: FakeHubSpot, how: str
+) -> None:
+    connection = make_connection(status="needs_reauth" if how == "needs_reauth" else "active")
+    if how == "revoked":  # the customer uninstalled the app in HubSpot
+        fake_hubspot.revoke_all()
+        fake_hubspot.expire_access_tokens()
+    elif how == "unknown_token":
+        fake_hubspot.fail("status", status=404, endpoint="api")
+    disconnect_connection(connection, uninstall=True)
+    row = stored(connection)
+    assert row.status == HubSpotConnection.Status.DISCONNECTED
+    assert (row.access_token, row.refresh_token) == ("", "")

@@ -47,7 +47,7 @@ MENU: list[tuple[str, Fault | None, str]] = [
     ("non-json", Fault("non_json", status=502), RETRY),
     ("missing-fields", Fault("missing_fields"), RETRY),
     ("invalid_grant", Fault("invalid_grant"), REAUTH),
-    ("401", Fault("status", status=401), FAIL),
+    ("403", Fault("status", status=403), FAIL),
 ]
 # Clean answers are common enough that most connections end somewhere interesting.
 WEIGHTS = [6] + [1] * (len(MENU) - 1)

@@ -17,7 +17,7 @@ from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
 
-from hubspot_connect.models import HubSpotConnection
+from hubspot_connect.models import HubSpotConnection, HubSpotConnectionEvent
 from hubspot_connect.testing import FakeHubSpot
 from hubspot_connect.tokens import api_session, get_access_token
 
@@ -83,9 +83,17 @@ def test_rotation_moves_every_token_to_the_first_key(
                 assert stored != old_stored
                 assert opens(NEW, stored) == token
                 assert opens(OLD, stored) is None
-        # Idempotent: nothing left to do, nothing rewritten.
+        rotated = HubSpotConnectionEvent.objects.filter(kind="key_rotated")
+        assert sorted(rotated.values_list("connection_id", flat=True)) == sorted(
+            pk for pk, tokens in portals.items() if tokens[0]
+        )
+        assert rotated.first().message == (  # type: ignore[union-attr]
+            "Tokens re-encrypted with the first key of FIELD_ENCRYPTION_KEY."
+        )
+        # Idempotent: nothing left to do, nothing rewritten, nothing more recorded.
         assert rotate() == ((0, 4, 0), 0)
         assert raw() == after
+        assert rotated.count() == 3
     # The old key can go now.
     with override_settings(FIELD_ENCRYPTION_KEY=NEW):
         for row in HubSpotConnection.objects.all():

@@ -79,3 +79,68 @@ def test_is_active(make_connection):
     assert row.is_active
     row.status = HubSpotConnection.Status.NEEDS_REAUTH
     assert not row.is_active
+
+
+# -- scopes and health -------------------------------------------------------------------------
+
+SCOPED = ["oauth", "crm.objects.contacts.read"]
+
+
+def test_missing_scopes_property_follows_the_setting(make_connection, settings):
+    row = make_connection(scopes=["crm.objects.contacts.read", "oauth", "crm.lists.read"])
+    assert row.missing_scopes == set()
+    settings.HUBSPOT_SCOPES = [*SCOPED, "crm.objects.deals.read"]
+    assert row.missing_scopes == {"crm.objects.deals.read"}
+    row.scopes = None
+    assert row.missing_scopes == {*SCOPED, "crm.objects.deals.read"}
+
+
+def test_missing_scopes_queryset_compares_whole_scope_names(make_connection, settings):
+    granted = make_connection(1, scopes=["crm.objects.contacts.read", "oauth"])
+    make_connection(2, scopes=["oauth"])
+    make_connection(3, scopes=[])
+    # A longer name that contains a required one is not that scope.
+    make_connection(4, scopes=["oauth", "crm.objects.contacts.read.all"])
+    make_connection(5, scopes=["crm.objects.contacts"])
+    gone = make_connection(6, scopes=["oauth"], status="disconnected")
+    missing = HubSpotConnection.objects.missing_scopes()
+    assert set(missing.values_list("portal_id", flat=True)) == {2, 3, 4, 5, 6}
+    assert granted not in missing
+    assert set(HubSpotConnection.objects.active().missing_scopes()) == set(
+        missing.exclude(pk=gone.pk)
+    )
+    assert list(
+        HubSpotConnection.objects.missing_scopes(["oauth"]).values_list("portal_id", flat=True)
+    ) == [3, 5]
+    assert not HubSpotConnection.objects.missing_scopes([]).exists()
+    settings.HUBSPOT_SCOPES = ["oauth"]
+    assert set(HubSpotConnection.objects.missing_scopes().values_list("portal_id", flat=True)) == {
+        3,
+        5,
+    }
+    # Every row agrees with its property.
+    for row in HubSpotConnection.objects.all():
+        assert (
+            bool(row.missing_scopes)
+            == HubSpotConnection.objects.missing_scopes().filter(pk=row.pk).exists()
+        )
+
+
+def test_failing_needs_attention_and_problems(make_connection):
+    healthy = make_connection(1)
+    failing = make_connection(2, refresh_failures=2)
+    expired = make_connection(3, expires_in=-5)
+    unknown_expiry = make_connection(4, expires_at=None)
+    reauth = make_connection(5, status="needs_reauth", refresh_failures=1)
+    scopes = make_connection(6, scopes=["oauth"])
+    gone = make_connection(7, status="disconnected", scopes=[], expires_at=None)
+    assert list(HubSpotConnection.objects.failing()) == [failing]
+    attention = set(HubSpotConnection.objects.needs_attention())
+    assert attention == {failing, expired, unknown_expiry, reauth, scopes}
+    assert healthy.problems() == gone.problems() == []
+    assert failing.problems() == ["failing"]
+    assert expired.problems() == unknown_expiry.problems() == ["expired"]
+    assert reauth.problems() == ["needs_reauth"]
+    assert scopes.problems() == ["missing_scopes"]
+    for row in HubSpotConnection.objects.all():
+        assert bool(row.problems()) == (row in attention)

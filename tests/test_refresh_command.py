@@ -98,6 +98,23 @@ def test_failures_exit_1_and_go_to_stderr(
     assert token_posts(fake_hubspot) == 1
 
 
+def test_rejected_credentials_stop_the_run_and_exit_2(
+    make_connection: MakeConnection, fake_hubspot: FakeHubSpot, settings: Any
+) -> None:
+    rows = [make_connection(portal, expires_in=60) for portal in (1, 2, 3)]
+    settings.HUBSPOT_CLIENT_SECRET = "a-secret-hubspot-does-not-know"
+    code, out, err = run("--retries", "3")
+    assert code == 2
+    assert token_posts(fake_hubspot) == 1
+    assert "check HUBSPOT_CLIENT_ID and HUBSPOT_CLIENT_SECRET" in err
+    assert "HubSpot said: HubSpot rejected POST /oauth/2026-03/token with HTTP 400" in err
+    assert "portal 1: credentials rejected" in err
+    assert out.startswith("stopped: HubSpot rejected the app's credentials (invalid_client)")
+    assert "a-secret-hubspot-does-not-know" not in out + err
+    assert not HubSpotConnection.objects.exclude(refresh_failures=0).exists()
+    assert [token(row) for row in rows] == [row.access_token for row in rows]
+
+
 def test_retries_with_backoff(make_connection: MakeConnection, fake_hubspot: FakeHubSpot) -> None:
     make_connection(expires_in=60)
     fake_hubspot.fail("status", status=429, times=2)

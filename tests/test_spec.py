@@ -132,15 +132,19 @@ def test_a_whole_lifecycle_only_calls_dated_endpoints(
     connection = HubSpotConnection.objects.get()
     assert connection.refresh(force=True) is True
     connection.disconnect(revoke=True)
-    oauth_paths = [path for _, path, _ in fake_hubspot.requests]
+    oauth_paths = [path for _, path, _ in fake_hubspot.requests if path.startswith("/oauth/")]
     assert oauth_paths == [
         "/oauth/2026-03/token",
         "/oauth/2026-03/token/introspect",
         "/oauth/2026-03/token",
         "/oauth/2026-03/token/revoke",
     ]
+    # Connecting also reads the account's details, on HubSpot's dated path.
+    assert ("GET", "/account-info/2026-03/details", {}) in fake_hubspot.requests
     for method, path, _form in fake_hubspot.requests:
-        assert "/oauth/v1/" not in path
-        assert path in spec["paths"]
-        assert method == "POST"
+        if path.startswith("/oauth/"):
+            assert path in spec["paths"]
+            assert method == "POST"
+        assert "/v1/" not in path
+        assert "/v3/" not in path
     assert not any("/oauth/v1/" in path for path in spec["paths"])

@@ -7,6 +7,7 @@ skipped and the task is still tested eagerly.
 
 from __future__ import annotations
 
+import importlib.util
 import socket
 import uuid
 from collections.abc import Callable, Iterator
@@ -16,7 +17,7 @@ import pytest
 from celery import Celery
 from celery.contrib.testing.worker import start_worker
 
-from hubspot_connect.models import HubSpotConnection
+from hubspot_connect.models import HubSpotConnection, HubSpotConnectionEvent
 from hubspot_connect.tasks import refresh_hubspot_tokens
 from hubspot_connect.testing import FakeHubSpot
 
@@ -49,6 +50,10 @@ def celery_app() -> Iterator[Celery]:
     app.close()
 
 
+@pytest.mark.skipif(
+    importlib.util.find_spec("redis") is None,
+    reason="the redis client library is not installed (pip install 'celery[redis]')",
+)
 @pytest.mark.skipif(not redis_is_up(), reason="Redis is not running on 127.0.0.1:6379")
 @pytest.mark.django_db(transaction=True)
 # Celery's Redis result backend still calls redis-py's deprecated setex().
@@ -83,12 +88,30 @@ def test_the_task_passes_its_arguments(
         kwargs={"within": 60, "portals": [1], "force": True, "concurrency": 1, "retries": 0}
     ).get()
     assert (counts["refreshed"], counts["failed"], counts["ok"]) == (1, 0, True)
+    assert (counts["exit_status"], counts["credentials_rejected"]) == (0, "")
     assert HubSpotConnection.objects.get(pk=one.pk).access_token != one.access_token
     fake_hubspot.fail("status", status=503)
     counts = refresh_hubspot_tokens.apply(
         kwargs={"portals": [2], "force": True, "concurrency": 1, "retries": 0}
     ).get()
     assert (counts["refreshed"], counts["failed"], counts["ok"]) == (0, 1, False)
+    assert counts["exit_status"] == 1
+
+
+@pytest.mark.django_db
+def test_the_task_returns_exit_status_2_when_the_credentials_are_rejected(
+    make_connection: MakeConnection, fake_hubspot: FakeHubSpot, settings: Any
+) -> None:
+    make_connection(1, expires_in=60)
+    make_connection(2, expires_in=60)
+    settings.HUBSPOT_CLIENT_SECRET = "a-secret-hubspot-does-not-know"
+    counts: dict[str, Any] = refresh_hubspot_tokens.apply(kwargs={"concurrency": 1}).get()
+    assert (counts["exit_status"], counts["ok"], counts["failed"]) == (2, False, 0)
+    assert "invalid_client" in counts["credentials_rejected"]
+    assert "HUBSPOT_CLIENT_SECRET" in counts["summary"]
+    assert "a-secret-hubspot-does-not-know" not in str(counts)
+    assert HubSpotConnectionEvent.objects.filter(kind="credentials_rejected").count() == 1
+    assert not HubSpotConnection.objects.exclude(refresh_failures=0).exists()
 
 
 def test_the_task_name_is_stable() -> None:

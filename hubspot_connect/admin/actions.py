@@ -1,9 +1,12 @@
-"""The connection admin's actions: refresh tokens now, disconnect (with confirmation)."""
+"""The connection admin's actions: refresh tokens now, disconnect (with confirmation).
+
+The detail page's "Refresh now" and "Disconnect" buttons run the same code on one row.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
@@ -13,14 +16,18 @@ from django.template.response import TemplateResponse
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
+from .. import events
+from ..db import Durable, write_alias
 from ..exceptions import (
+    HubSpotConnectError,
     HubSpotOAuthError,
     HubSpotUnavailable,
+    InvalidClient,
     InvalidGrant,
     PortalNotConnected,
     TokenDecryptionError,
 )
-from ..models import DISCONNECTED, HubSpotConnection
+from ..models import DISCONNECTED, EventKind, HubSpotConnection
 from ..refresh import refresh_connection
 
 if TYPE_CHECKING:
@@ -60,6 +67,10 @@ class ConnectionActions(_ModelAdmin):
 
     @admin.action(description=_("Refresh tokens now"), permissions=["change"])
     def refresh_tokens(self, request: HttpRequest, queryset: QuerySet[HubSpotConnection]) -> None:
+        self.refresh_rows(request, queryset)
+
+    def refresh_rows(self, request: HttpRequest, queryset: QuerySet[HubSpotConnection]) -> None:
+        """Refresh each row now and say what happened, one message per outcome."""
         refreshed: list[int] = []
         skipped: list[int] = []
         reauth: list[int] = []
@@ -70,6 +81,15 @@ class ConnectionActions(_ModelAdmin):
                 continue
             try:
                 done = refresh_connection(connection, force=True)
+            except InvalidClient as exc:
+                # The app's own credentials: every other portal would get the same answer.
+                alias = write_alias()
+                with Durable(alias).block():
+                    events.record_error(
+                        EventKind.CREDENTIALS_REJECTED, None, exc, actor=request.user, using=alias
+                    )
+                self.message_user(request, _credentials_rejected(), messages.ERROR)
+                break
             except InvalidGrant:
                 reauth.append(portal_id)
             except PortalNotConnected:
@@ -129,13 +149,23 @@ class ConnectionActions(_ModelAdmin):
             return None
         if request.POST.get("post") != "yes":
             return self.disconnect_confirmation(request, queryset)
+        self.disconnect_rows(request, connected, uninstall=request.POST.get("uninstall") == "yes")
+        return None
+
+    def disconnect_rows(
+        self, request: HttpRequest, queryset: QuerySet[HubSpotConnection], *, uninstall: bool
+    ) -> list[int]:
+        """Disconnect each row (and uninstall the app, if asked); the portals disconnected."""
         disconnected: list[int] = []
-        for portal_id, connection in self._full_rows(connected):
+        options: dict[str, Any] = {"actor": request.user}
+        if uninstall:
+            options["uninstall"] = True
+        for portal_id, connection in self._full_rows(queryset):
             if isinstance(connection, TokenDecryptionError):
                 self.message_user(request, _decrypt_failure(portal_id), messages.ERROR)
                 continue
             try:
-                connection.disconnect(revoke=True)
+                connection.disconnect(revoke=True, **options)
             except HubSpotUnavailable:
                 self.message_user(
                     request,
@@ -147,10 +177,24 @@ class ConnectionActions(_ModelAdmin):
                     messages.ERROR,
                 )
                 continue
+            except HubSpotConnectError as exc:
+                self.message_user(
+                    request,
+                    gettext(
+                        "Portal %(portal)s was not disconnected: HubSpot refused (%(reason)s). "
+                        "Nothing was changed."
+                    )
+                    % {"portal": portal_id, "reason": _reason(exc)},
+                    messages.ERROR,
+                )
+                continue
             disconnected.append(portal_id)
-            self.log_change(
-                request, connection, gettext("Disconnected: revoked at HubSpot, tokens wiped.")
+            change = (
+                gettext("Disconnected: app uninstalled, revoked at HubSpot, tokens wiped.")
+                if uninstall
+                else gettext("Disconnected: revoked at HubSpot, tokens wiped.")
             )
+            self.log_change(request, connection, change)
         if disconnected:
             message = ngettext(
                 "Disconnected %(count)d portal: %(portals)s.",
@@ -158,11 +202,16 @@ class ConnectionActions(_ModelAdmin):
                 len(disconnected),
             )
             self.message_user(request, fill(message, disconnected), messages.SUCCESS)
-        return None
+        return disconnected
 
     def disconnect_confirmation(
-        self, request: HttpRequest, queryset: QuerySet[HubSpotConnection]
+        self,
+        request: HttpRequest,
+        queryset: QuerySet[HubSpotConnection],
+        *,
+        connection: HubSpotConnection | None = None,
     ) -> TemplateResponse:
+        """The confirmation page; ``connection``: asked from its detail page, not the list."""
         rows = list(queryset.order_by("portal_id"))
         context = {
             **self.admin_site.each_context(request),
@@ -172,6 +221,7 @@ class ConnectionActions(_ModelAdmin):
             "connections": [row for row in rows if row.status != DISCONNECTED],
             "already_disconnected": [row for row in rows if row.status == DISCONNECTED],
             "queryset": rows,
+            "original": connection,
             "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
             "media": self.media,
         }
@@ -189,6 +239,20 @@ def _portal_list(portal_ids: Sequence[int]) -> str:
     if more > 0:
         shown += " " + ngettext("and %(count)d more", "and %(count)d more", more) % {"count": more}
     return shown
+
+
+def _credentials_rejected() -> str:
+    return gettext(
+        "HubSpot refused the app's own credentials (invalid_client): check "
+        "HUBSPOT_CLIENT_ID and HUBSPOT_CLIENT_SECRET against the app's Auth settings in "
+        "HubSpot. No portal was changed."
+    )
+
+
+def _reason(exc: HubSpotConnectError) -> str:
+    if isinstance(exc, HubSpotOAuthError):
+        return str(exc.error[:64] or exc.http_status or "?")
+    return type(exc).__name__
 
 
 def _decrypt_failure(portal_id: int) -> str:

@@ -1,30 +1,32 @@
 """The connection admin: read-only, never shows a token; what staff see of each portal.
 
 Connections are created only by the OAuth flow, so there is no add form; the change
-form is a read-only detail page; rows are never deleted (disconnecting keeps the record).
-The querysets defer both token fields, so listing or viewing connections decrypts nothing.
+form is a read-only detail page with the connection's history; rows are never deleted
+(disconnecting keeps the record). The querysets defer both token fields, so listing or
+viewing connections decrypts nothing, and no URL may filter on a token column.
 """
 
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlencode
 
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.db.models import Q, QuerySet
+from django.db.models.constants import LOOKUP_SEP
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
+from django.utils.inspect import func_supports_parameter
 from django.utils.timesince import timesince, timeuntil
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from ..models import ACTIVE, HubSpotConnection
+from ..models import ACTIVE, DISCONNECTED, HubSpotConnection
 from ..permissions import has_connect_permission
-from .actions import ConnectionActions
+from .detail import DetailPage, failures_text
 from .display import (
     STATUS_LABELS,
     TOKEN_FIELDS,
@@ -34,7 +36,8 @@ from .display import (
     local_time,
     time_tag,
 )
-from .filters import ExpiresFilter, StatusFilter
+from .filters import ExpiresFilter, RefreshFilter, ScopesFilter, StatusFilter
+from .summary import health_summary
 
 #: At most this many users match one search of "who connected it".
 MAX_MATCHING_USERS = 500
@@ -61,7 +64,7 @@ def matching_users(term: str) -> list[Any] | None:
 
 
 @admin.register(HubSpotConnection)
-class HubSpotConnectionAdmin(ConnectionActions):
+class HubSpotConnectionAdmin(DetailPage):
     list_display = (
         "portal",
         "hub_domain",
@@ -72,7 +75,7 @@ class HubSpotConnectionAdmin(ConnectionActions):
         "connected",
     )
     list_display_links = ("hub_domain",)
-    list_filter = (StatusFilter, ExpiresFilter)
+    list_filter = (StatusFilter, RefreshFilter, ScopesFilter, ExpiresFilter)
     # Who connected a portal is searched in the user model's own database, by its
     # USERNAME_FIELD and EMAIL_FIELD (see get_search_results): it may have neither a
     # ``username`` nor an ``email`` field, and may live on another database than ours.
@@ -88,7 +91,6 @@ class HubSpotConnectionAdmin(ConnectionActions):
                 "fields": (
                     "portal",
                     "hub_domain",
-                    "hublet",
                     "status_badge",
                     "hubspot_user_email",
                     "hubspot_user_id",
@@ -97,13 +99,15 @@ class HubSpotConnectionAdmin(ConnectionActions):
                 )
             },
         ),
-        (_("Access"), {"fields": ("scope_list", "token_type", "expires")}),
+        (_("Access"), {"fields": ("scope_list", "missing_scope_list", "token_type", "expires")}),
         (
             _("Refresh"),
             {
                 "fields": (
                     "last_refresh",
+                    "refresh_count",
                     "refresh_failures",
+                    "failing_for",
                     "last_error",
                     "last_error_at",
                     "lease_expires_at",
@@ -111,26 +115,47 @@ class HubSpotConnectionAdmin(ConnectionActions):
                 )
             },
         ),
+        (
+            _("Account"),
+            {
+                "classes": ("collapse",),
+                "fields": (
+                    "ui_domain",
+                    "hublet",
+                    "data_hosting_location",
+                    "account_type",
+                    "time_zone",
+                ),
+            },
+        ),
     )
     readonly_fields = (
         "portal",
         "hub_domain",
-        "hublet",
         "status_badge",
         "hubspot_user_email",
         "hubspot_user_id",
         "connected_by",
         "created_at",
+        "ui_domain",
+        "hublet",
+        "data_hosting_location",
+        "account_type",
+        "time_zone",
         "scope_list",
+        "missing_scope_list",
         "token_type",
         "expires",
         "last_refresh",
+        "refresh_count",
         "refresh_failures",
+        "failing_for",
         "last_error",
         "last_error_at",
         "lease_expires_at",
         "updated_at",
     )
+
     # -- queryset and permissions ----------------------------------------------------------
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[HubSpotConnection]:
@@ -138,6 +163,16 @@ class HubSpotConnectionAdmin(ConnectionActions):
         # Users are prefetched, not joined: they may live on another database.
         queryset = super().get_queryset(request).defer(*TOKEN_FIELDS)
         return queryset.prefetch_related("connected_by")
+
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
+        # ?refresh_token__regex=... would let view-only staff read the stored ciphertext
+        # one character at a time: no lookup on a token column, of any kind.
+        if lookup.split(LOOKUP_SEP, 1)[0] in TOKEN_FIELDS:
+            return False
+        parent = super().lookup_allowed
+        if func_supports_parameter(parent, "request"):  # Django 5.0+
+            return parent(lookup, value, request)
+        return parent(lookup, value)  # Django 4.2
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[HubSpotConnection], search_term: str
@@ -191,10 +226,20 @@ class HubSpotConnectionAdmin(ConnectionActions):
     @admin.display(description=_("status"), ordering="status")
     def status_badge(self, obj: HubSpotConnection) -> str:
         status = display_status(obj)
-        return format_html(
+        badge = format_html(
             '<span class="hubspot-badge hubspot-badge-{}">{}</span>',
             status,
             STATUS_LABELS.get(status, status),
+        )
+        missing = sorted(obj.missing_scopes) if obj.status != DISCONNECTED else []
+        if not missing:
+            return badge
+        return format_html(
+            '{} <span class="hubspot-badge hubspot-badge-scopes" title="{}">{}</span>',
+            badge,
+            gettext("Never granted: %(scopes)s. Reconnect to grant them.")
+            % {"scopes": ", ".join(missing)},
+            gettext("missing scopes"),
         )
 
     @admin.display(description=_("token expires"), ordering="expires_at")
@@ -222,21 +267,39 @@ class HubSpotConnectionAdmin(ConnectionActions):
         items = format_html_join("", "<li><code>{}</code></li>", ((scope,) for scope in scopes))
         return format_html('<ul class="hubspot-scopes">{}</ul>', items)
 
+    @admin.display(description=_("missing scopes"))
+    def missing_scope_list(self, obj: HubSpotConnection) -> str:
+        """Required by HUBSPOT_SCOPES, never granted: reconnecting asks for them."""
+        missing = sorted(obj.missing_scopes)
+        if not missing:
+            return "-"
+        items = format_html_join("", "<li><code>{}</code></li>", ((scope,) for scope in missing))
+        return format_html('<ul class="hubspot-scopes hubspot-scopes-missing">{}</ul>', items)
+
+    @admin.display(description=_("failing since"), ordering="failing_since")
+    def failing_for(self, obj: HubSpotConnection) -> str:
+        return ago(obj.failing_since)
+
     @admin.display(description=_("status"), ordering="status")
     def status_and_reconnect(self, obj: HubSpotConnection) -> str:
         badge = self.status_badge(obj)
-        if obj.status == ACTIVE:
+        if obj.status == ACTIVE and not obj.missing_scopes:
             return badge
+        # Submits the "Connect a HubSpot portal" form above the list (forms do not nest,
+        # and the rows are inside the actions form), with this portal preselected.
         return format_html(
-            '{} <a href="{}" class="hubspot-reconnect">{}</a>',
+            '{} <button type="submit" form="hubspot-connect-form" name="portal" value="{}" '
+            'class="hubspot-reconnect" title="{}">{}</button>',
             badge,
-            self.connect_url(self.changelist_url()),
+            obj.portal_id,
+            gettext("Open HubSpot's consent screen for portal %(portal)s")
+            % {"portal": obj.portal_id},
             gettext("Reconnect"),
         )
 
     @admin.display(description=_("failures"), ordering="refresh_failures")
-    def failures(self, obj: HubSpotConnection) -> int:
-        return obj.refresh_failures
+    def failures(self, obj: HubSpotConnection) -> str:
+        return failures_text(obj)
 
     @admin.display(description=_("connected"), ordering="created_at")
     def connected(self, obj: HubSpotConnection) -> str:
@@ -247,40 +310,22 @@ class HubSpotConnectionAdmin(ConnectionActions):
         by = gettext("by %(user)s") % {"user": obj.connected_by}
         return format_html('{}<br><span class="hubspot-quiet">{}</span>', when, by)
 
-    # -- URLs and pages ---------------------------------------------------------------------
-
-    def changelist_url(self) -> str:
-        opts = self.opts
-        return reverse(
-            f"{self.admin_site.name}:{opts.app_label}_{opts.model_name}_changelist",
-        )
-
-    def connect_url(self, next_url: str) -> str:
-        return reverse("hubspot_connect:connect") + "?" + urlencode({"next": next_url})
+    # -- the list page ----------------------------------------------------------------------
 
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
+        opts = self.opts
+        changelist = reverse(
+            f"{self.admin_site.name}:{opts.app_label}_{opts.model_name}_changelist"
+        )
         context = {
             "hubspot_connect_url": (
-                self.connect_url(self.changelist_url()) if has_connect_permission(request) else ""
+                reverse("hubspot_connect:connect") if has_connect_permission(request) else ""
             ),
+            "hubspot_next": changelist,
+            # A callable: computed (two queries) only if the list page is rendered.
+            "hubspot_summary": health_summary,
             **(extra_context or {}),
         }
         return super().changelist_view(request, extra_context=context)
-
-    def change_view(
-        self,
-        request: HttpRequest,
-        object_id: str,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
-        context: dict[str, Any] = {"hubspot_portal_url": "", "hubspot_reconnect_url": ""}
-        obj = self.get_object(request, object_id)
-        if obj is not None:
-            context["hubspot_portal_url"] = hubspot_portal_url(obj)
-            if obj.status != ACTIVE and has_connect_permission(request):
-                context["hubspot_reconnect_url"] = self.connect_url(request.path)
-        context.update(extra_context or {})
-        return super().change_view(request, object_id, form_url, extra_context=context)

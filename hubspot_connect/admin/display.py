@@ -21,14 +21,22 @@ EXPIRING_SOON = timedelta(minutes=15)
 EXPIRING = "expiring"  # the fourth, computed status shown next to the model's three
 TOKEN_FIELDS = ("access_token", "refresh_token")
 _HUBLET = re.compile(r"^[a-z]{2,4}\d{1,2}$")
+# A host name under hubspot.com, nothing else: no scheme, port, path or user part.
+_UI_DOMAIN = re.compile(r"^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+hubspot\.com$")
 
 
 def hubspot_portal_url(connection: HubSpotConnection) -> str:
-    """The portal's account settings in HubSpot, on its hublet's host (``app-eu1`` …)."""
-    hublet = connection.hublet.lower()
-    host = "app.hubspot.com"
-    if hublet != "na1" and _HUBLET.fullmatch(hublet):
-        host = f"app-{hublet}.hubspot.com"
+    """The portal's account settings in HubSpot, on the host HubSpot named for it.
+
+    ``ui_domain`` (what ``/account-info/…/details`` said when it connected); for
+    connections made before that was recorded, a host guessed from the hublet.
+    """
+    host = connection.ui_domain.strip().lower()
+    if not _UI_DOMAIN.fullmatch(host):
+        hublet = connection.hublet.lower()
+        host = "app.hubspot.com"
+        if hublet != "na1" and _HUBLET.fullmatch(hublet):
+            host = f"app-{hublet}.hubspot.com"
     return f"https://{host}/settings/{int(connection.portal_id)}"
 
 

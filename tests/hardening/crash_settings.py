@@ -1,7 +1,7 @@
 """Settings for the refresh processes the crash tests start and kill.
 
-The database (a temporary SQLite file or MariaDB database) and HubSpot's URL (a FakeHubSpot served over HTTP
-by the test process) come from the environment.
+The database (a temporary SQLite file or MariaDB database) and HubSpot's URL (a
+FakeHubSpot served over HTTP by the test process) come from the environment.
 """
 
 import os

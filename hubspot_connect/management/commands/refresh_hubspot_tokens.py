@@ -9,8 +9,10 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
 
 from hubspot_connect.batch import (
+    CREDENTIALS_HINT,
     FAILED,
     REAUTH,
+    REJECTED,
     SKIPPED,
     WOULD_REFRESH,
     refresh_expiring_tokens,
@@ -50,9 +52,9 @@ class _Progress:
         )
         with self._lock:
             self.done += 1
-            if self.verbosity >= 2 or outcome in (FAILED, REAUTH, WOULD_REFRESH):
+            if self.verbosity >= 2 or outcome in (FAILED, REAUTH, REJECTED, WOULD_REFRESH):
                 detail = f": {error}" if error is not None and outcome != SKIPPED else ""
-                write = self.stderr.write if outcome == FAILED else self.stdout.write
+                write = self.stderr.write if outcome in (FAILED, REJECTED) else self.stdout.write
                 write(f"{portal}: {outcome}{detail}")
             elif self.done % self.every == 0:
                 self.stdout.write(f"... {self.done} connections processed")
@@ -121,7 +123,9 @@ class Command(BaseCommand):
             logger.info("refresh_hubspot_tokens: %s", summary)
         else:
             logger.warning("refresh_hubspot_tokens: %s", summary)
+        if summary.credentials_rejected:
+            self.stderr.write(f"{CREDENTIALS_HINT} HubSpot said: {summary.credentials_rejected}")
         if verbosity >= 1 or not summary.ok:
             self.stdout.write(str(summary))
-        if not summary.ok:
-            raise SystemExit(1)
+        if summary.exit_status:
+            raise SystemExit(summary.exit_status)
