@@ -79,8 +79,11 @@ typecheck: $(STAMP)
 check-migrations: $(STAMP)
 	$(PY) -m django makemigrations hubspot_connect --check --dry-run --settings=tests.settings
 
+# Refresh throughput and CPU (run.py); API calls against a bare requests.Session and the
+# shared budget under several processes (api_calls.py, needs Redis for its second half).
 bench: $(STAMP)
 	$(PY) benchmarks/run.py
+	$(PY) benchmarks/api_calls.py
 
 # tox finds interpreters as python3.X on PATH: put pyenv's there (no-op without pyenv).
 test-matrix: $(STAMP)

@@ -22,17 +22,14 @@ table on stdout and JSON under benchmarks/results/. Exit status 1 if a target is
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
 import json
-import os
 import subprocess
 import sys
 import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -105,29 +102,6 @@ def redis_answers(url: str) -> bool:
 # -- 1. CPU per call ---------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def fake_server_process() -> Iterator[str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    env["DJANGO_SETTINGS_MODULE"] = "benchmarks.settings"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.fake_server", "--latency", "0"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        if not line.startswith("PORT "):
-            raise RuntimeError(f"the fake HubSpot server did not start: {line!r}")
-        yield f"http://127.0.0.1:{int(line.split()[1])}"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-
-
 def cpu_per_call(sessions: list[Any], rounds: int) -> float:
     """Microseconds of this process's CPU per GET, going round-robin over ``sessions``."""
     started = time.process_time()
@@ -146,7 +120,10 @@ def measure_cpu(args: argparse.Namespace, caches: list[str]) -> list[dict[str, A
     from hubspot_connect.session import HubSpotSession
 
     rows = []
-    with fake_server_process() as url:
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.run import fake_server  # the same fake HubSpot process as make bench
+
+    with fake_server(latency=0.0) as url:
         settings.HUBSPOT_API_BASE_URL = url
         portals = list(range(1_000_001, 1_000_001 + args.portals))
         seeded = requests.post(

@@ -8,7 +8,7 @@ viewing connections decrypts nothing, and no URL may filter on a token column.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django.contrib import admin
 from django.contrib.auth import get_user_model
@@ -129,31 +129,9 @@ class HubSpotConnectionAdmin(DetailPage):
             },
         ),
     )
-    readonly_fields = (
-        "portal",
-        "hub_domain",
-        "status_badge",
-        "hubspot_user_email",
-        "hubspot_user_id",
-        "connected_by",
-        "created_at",
-        "ui_domain",
-        "hublet",
-        "data_hosting_location",
-        "account_type",
-        "time_zone",
-        "scope_list",
-        "missing_scope_list",
-        "token_type",
-        "expires",
-        "last_refresh",
-        "refresh_count",
-        "refresh_failures",
-        "failing_for",
-        "last_error",
-        "last_error_at",
-        "lease_expires_at",
-        "updated_at",
+    # Every field shown is read only: the detail page is Django's read-only view.
+    readonly_fields = tuple(
+        cast(str, name) for _, options in fieldsets for name in options["fields"]
     )
 
     # -- queryset and permissions ----------------------------------------------------------
