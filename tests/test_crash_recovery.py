@@ -159,6 +159,7 @@ def template(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         path = tmp_path_factory.mktemp("crash") / "template.sqlite3"
         _setup(f"sqlite:///{path}", rows)
     elif _mariadb_server() is None:
+        pytest.importorskip("MySQLdb", reason="mysqlclient is not installed (make test-mariadb)")
         pytest.skip("no MariaDB server on 127.0.0.1:3306 (or MARIADB_URL)")
     with fake.store.transaction() as data:
         return Template(request.param, rows, path, copy.deepcopy(data), seeded)
