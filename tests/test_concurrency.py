@@ -118,7 +118,9 @@ def database(
     if request.param == "mariadb":
         mariadb = _mariadb_server()
         if mariadb is None:
-            pytest.importorskip("MySQLdb", reason="mysqlclient is not installed (make test-mariadb)")
+            pytest.importorskip(
+                "MySQLdb", reason="mysqlclient is not installed (make test-mariadb)"
+            )
             pytest.skip("no MariaDB server on 127.0.0.1:3306 (or MARIADB_URL)")
         with _mariadb_database(mariadb) as url:
             _migrate(url)
