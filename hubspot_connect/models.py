@@ -229,12 +229,16 @@ class HubSpotConnection(models.Model):
         """
         return services.refresh(self, force=force)
 
-    def disconnect(self, revoke: bool = True, **options: Any) -> None:
+    def disconnect(
+        self, revoke: bool = True, uninstall: bool = False, *, actor: Any = None
+    ) -> None:
         """Revoke the refresh token at HubSpot (optionally), wipe both tokens, keep the row.
 
-        See :func:`hubspot_connect.connect.disconnect_connection`.
+        ``uninstall=True`` first removes the app from the customer's HubSpot account;
+        ``actor`` is the user who disconnected it, for the history. See
+        :func:`hubspot_connect.connect.disconnect_connection`.
         """
-        services.disconnect(self, revoke=revoke, **options)
+        services.disconnect(self, revoke=revoke, uninstall=uninstall, actor=actor)
 
 
 class EventKind(models.TextChoices):

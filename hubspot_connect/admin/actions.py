@@ -6,7 +6,7 @@ The detail page's "Refresh now" and "Disconnect" buttons run the same code on on
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
@@ -157,15 +157,12 @@ class ConnectionActions(_ModelAdmin):
     ) -> list[int]:
         """Disconnect each row (and uninstall the app, if asked); the portals disconnected."""
         disconnected: list[int] = []
-        options: dict[str, Any] = {"actor": request.user}
-        if uninstall:
-            options["uninstall"] = True
         for portal_id, connection in self._full_rows(queryset):
             if isinstance(connection, TokenDecryptionError):
                 self.message_user(request, _decrypt_failure(portal_id), messages.ERROR)
                 continue
             try:
-                connection.disconnect(revoke=True, **options)
+                connection.disconnect(revoke=True, uninstall=uninstall, actor=request.user)
             except HubSpotUnavailable:
                 self.message_user(
                     request,

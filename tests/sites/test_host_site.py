@@ -10,9 +10,10 @@ and ``rotate_hubspot_token_key``. ``make test-sites`` runs it in every host-site
 from __future__ import annotations
 
 import io
+import json
 import re
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -327,3 +328,25 @@ def test_the_app_never_names_user_fields_directly() -> None:
         if pattern.search(line.split("#")[0])
     ]
     assert found == []
+
+
+def test_hubspot_status_reports_in_the_sites_clock(make_connection: MakeConnection) -> None:
+    since = timezone.now() - timedelta(hours=2)
+    make_connection(6001, refresh_failures=3, failing_since=since, last_error="HTTP 503")
+    make_connection(6002, status=HubSpotConnection.Status.NEEDS_REAUTH)
+    make_connection(6003)
+    out = io.StringIO()
+    with pytest.raises(SystemExit) as exited:
+        call_command("hubspot_status", "--json", stdout=out)
+    assert exited.value.code == 1
+    report = json.loads(out.getvalue())
+    rows = {row["portal_id"]: row for row in report["connections"]}
+    assert set(rows) == {6001, 6002}
+    reported = datetime.fromisoformat(rows[6001]["failing_since"])
+    assert timezone.is_aware(reported) == settings.USE_TZ
+    assert abs(reported - since) < timedelta(seconds=1)
+    table = io.StringIO()
+    with pytest.raises(SystemExit):
+        call_command("hubspot_status", stdout=table)
+    assert "6001" in table.getvalue()
+    assert since.isoformat(timespec="seconds") in table.getvalue()
