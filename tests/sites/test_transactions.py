@@ -31,7 +31,7 @@ from hubspot_connect.refresh import refresh_connection
 from hubspot_connect.signals import hubspot_connected
 from hubspot_connect.testing import FakeHubSpot, FakeHubSpotServer
 from hubspot_connect.tokens import get_access_token
-from tests.sites.conftest import in_memory_sqlite
+from tests.sites.conftest import create_user, in_memory_sqlite, start_flow
 
 pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
 
@@ -148,6 +148,7 @@ def test_a_view_that_fails_after_a_refresh_keeps_the_tokens(
 ) -> None:
     """With ATOMIC_REQUESTS the view's transaction rolls back; the tokens stay."""
     old = due_connection(rotating)
+    client.force_login(create_user("site-visitor"))  # the site may require a login
     client.raise_request_exception = False
     response = client.get(reverse("token_then_fail", args=[PORTAL]))
     assert response.status_code == 500
@@ -160,8 +161,6 @@ def test_a_view_that_fails_after_a_refresh_keeps_the_tokens(
 def test_the_callback_keeps_the_connection_when_the_site_fails_after_it(
     rotating: FakeHubSpot,
 ) -> None:
-    from tests.sites.conftest import create_user, start_flow
-
     user = create_user("durable", perms=("add_hubspotconnection",))
     client = Client(raise_request_exception=False)
     client.force_login(user)
