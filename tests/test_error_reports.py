@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import django
 import pytest
 from django.conf import settings
 from django.core import mail
@@ -34,6 +35,10 @@ from hubspot_connect.testing import FakeHubSpot
 from hubspot_connect.tokens import api_session, get_access_token
 
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType]
+# Django 6.0 takes addresses; earlier versions (name, address) pairs.
+ADMINS: list[Any] = (
+    ["ops@example.com"] if django.VERSION >= (6, 0) else [("Ops", "ops@example.com")]
+)
 
 
 def token_view(request: HttpRequest, portal_id: int) -> HttpResponse:
@@ -98,7 +103,7 @@ class Reports:
         assert self.exc_info is not None
         frames = "\n".join(frame_reprs(self.exc_info[1]))
         mail.outbox.clear()
-        with override_settings(DEBUG=False, ADMINS=[("Ops", "ops@example.com")]):
+        with override_settings(DEBUG=False, ADMINS=ADMINS):
             assert fail().status_code == 500
         # Django's own mail_admins handler sends a text email; ours the HTML one.
         texts = [message.message().as_string() for message in mail.outbox]
