@@ -12,6 +12,7 @@ from .models import HubSpotConnection
 from .retries import DEFAULT_MAX_WAIT
 from .sensitive import secret
 from .session import HubSpotSession
+from .transport import json_object
 from .wire import AccountDetails, account_details, oauth_error
 
 logger = logging.getLogger("hubspot_connect")
@@ -48,11 +49,8 @@ def fetch_account_details(
         )
         if response.status_code != 200:
             raise oauth_error(response, ACCOUNT_DETAILS_PATH, (access_token,), method="GET")
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-    if not isinstance(body, dict):
+        body = json_object(response)
+    if body is None:
         raise HubSpotUnavailable(
             f"HubSpot answered GET {ACCOUNT_DETAILS_PATH} with a body that is not a JSON object."
         )

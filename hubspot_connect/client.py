@@ -22,7 +22,7 @@ from .exceptions import (
     HubSpotUnavailable,
 )
 from .sensitive import secret
-from .transport import USER_AGENT, new_session, parse_retry_after
+from .transport import USER_AGENT, json_object, new_session, parse_retry_after
 from .wire import TokenInfo, TokenResponse, oauth_error, token_info, token_response
 
 __all__ = [
@@ -226,11 +226,8 @@ class HubSpotOAuthClient:
             )
         if not expect_json:
             return {}
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        if not isinstance(body, dict):
+        body = json_object(response)
+        if body is None:
             raise HubSpotUnavailable(
                 f"HubSpot answered POST {path} with HTTP {response.status_code} "
                 "but a body that is not a JSON object.",

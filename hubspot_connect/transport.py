@@ -7,6 +7,7 @@ import email.utils
 import math
 import os
 from datetime import datetime, timezone
+from typing import Any
 
 import requests
 
@@ -59,3 +60,12 @@ def new_session(base_url: str) -> requests.Session:
         os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
     )
     return session
+
+
+def json_object(response: requests.Response) -> dict[str, Any] | None:
+    """The response's body if it is a JSON object, else ``None``."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None

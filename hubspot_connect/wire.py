@@ -21,7 +21,7 @@ from .exceptions import (
     InvalidGrant,
 )
 from .sensitive import secret
-from .transport import parse_retry_after, redact
+from .transport import json_object, parse_retry_after, redact
 
 # HubSpot's legacy ``status`` values that mean the same as RFC 6749's error codes.
 _GRANT_STATUSES = frozenset(
@@ -88,11 +88,7 @@ def oauth_error(
     response: requests.Response, path: str, secrets: tuple[str, ...], *, method: str = "POST"
 ) -> HubSpotConnectError:
     status = response.status_code
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    body = body if isinstance(body, dict) else {}
+    body = json_object(response) or {}
     correlation_id = str(body.get("correlationId") or "")
     reference = f" (correlation id {correlation_id})" if correlation_id else ""
     if status == 429 or status >= 500:
