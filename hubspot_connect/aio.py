@@ -39,7 +39,7 @@ from .ratelimit import Budget, is_search
 from .retries import BACKOFF_BASE, DEFAULT_MAX_WAIT, RETURN, Retries
 from .sensitive import secret
 from .session import token_after_401
-from .transport import USER_AGENT
+from .transport import USER_AGENT, api_path
 
 __all__ = ["AsyncHubSpotSession", "async_api_session"]
 
@@ -71,23 +71,16 @@ class AsyncHubSpotSession(httpx.AsyncClient):
         base_url = app_settings.API_BASE_URL
         kwargs.setdefault("timeout", app_settings.HTTP_TIMEOUT)
         super().__init__(base_url=base_url, **kwargs)
+        self._api_base = base_url
         self.headers["User-Agent"] = USER_AGENT
         self.portal = portal
         self.connection = portal if isinstance(portal, HubSpotConnection) else None
         self.max_wait = max_wait
         self.budget = budget or Budget.from_settings()
-        base = httpx.URL(base_url)
-        self._origin = (base.scheme, base.netloc)
-        self._base_path = base.path.rstrip("/")
 
     def hubspot_path(self, url: httpx.URL) -> str | None:
         """The path below the API base URL if ``url`` goes to HubSpot, else ``None``."""
-        if (url.scheme, url.netloc) != self._origin:
-            return None
-        path = url.path
-        if self._base_path and path.startswith(self._base_path):
-            path = path[len(self._base_path) :]
-        return path or "/"
+        return api_path(str(url), self._api_base)
 
     async def request(
         self,

@@ -16,7 +16,7 @@ from .models import HubSpotConnection
 from .ratelimit import Budget, is_search
 from .retries import BACKOFF_BASE, DEFAULT_MAX_WAIT, RETURN, Retries
 from .sensitive import secret
-from .transport import USER_AGENT
+from .transport import USER_AGENT, api_path
 
 logger = logging.getLogger("hubspot_connect")
 
@@ -54,19 +54,10 @@ class HubSpotSession(requests.Session):
         self.base_url = app_settings.API_BASE_URL
         self.timeout = app_settings.HTTP_TIMEOUT
         self.headers["User-Agent"] = USER_AGENT
-        base = urlsplit(self.base_url)
-        self._origin = (base.scheme, base.netloc)
-        self._base_path = base.path.rstrip("/")
 
     def hubspot_path(self, url: str) -> str | None:
         """The path below the API base URL if ``url`` goes to HubSpot, else ``None``."""
-        target = urlsplit(url)
-        if (target.scheme, target.netloc) != self._origin:
-            return None
-        path = target.path
-        if self._base_path and path.startswith(self._base_path):
-            path = path[len(self._base_path) :]
-        return path or "/"
+        return api_path(url, self.base_url)
 
     def request(
         self,

@@ -4,10 +4,12 @@ that read the environment once, ``Retry-After``, redaction of secrets from error
 from __future__ import annotations
 
 import email.utils
+import functools
 import math
 import os
 from datetime import datetime, timezone
 from typing import Any
+from urllib.parse import SplitResult, urlsplit
 
 import requests
 
@@ -69,3 +71,20 @@ def json_object(response: requests.Response) -> dict[str, Any] | None:
     except ValueError:
         return None
     return body if isinstance(body, dict) else None
+
+
+def api_path(url: str, base_url: str) -> str | None:
+    """The path of ``url`` below ``base_url`` (HubSpot's API base) if ``url`` goes to that
+    scheme and host, else ``None``: only such requests carry the Bearer token."""
+    base, target = _split(base_url), urlsplit(url)
+    if (target.scheme, target.netloc) != (base.scheme, base.netloc):
+        return None
+    path, prefix = target.path, base.path.rstrip("/")
+    if prefix and path.startswith(prefix):
+        path = path[len(prefix) :]
+    return path or "/"
+
+
+@functools.lru_cache(maxsize=8)
+def _split(url: str) -> SplitResult:
+    return urlsplit(url)
